@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+// No package dependencies by design: Foundation plus system libraries (libfcgi, libpq,
+// libcurl, libcrypto). Each route is its own small FastCGI executable over one core library.
+import PackageDescription
+
+let routes = ["status"]
+
+let package = Package(
+    name: "SmokeballIntegration",
+    platforms: [.macOS(.v14)],
+    products: routes.map { .executable(name: $0, targets: [$0]) } + [
+        .executable(name: "hello", targets: ["hello"]),
+        .executable(name: "casehug-admin", targets: ["casehug-admin"]),
+    ],
+    targets: [
+        // C system libraries: a module map and a shim header each.
+        .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Thin Swift owners of each C library's handles.
+        .target(name: "FastCGI", dependencies: ["CFastCGI"]),
+        .target(name: "PostgreSQL", dependencies: ["CLibPQ"]),
+        .target(name: "HTTPClient", dependencies: ["CCurl"]),
+        .target(name: "Cryptography", dependencies: ["CCrypto"]),
+
+        // The integration core: auth, tenancy, settings, route handlers.
+        .target(name: "Integration", dependencies: ["FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
+
+        // Route executables: a few lines each.
+        .executableTarget(name: "status", dependencies: ["FastCGI", "Integration"]),
+        // The benchmark's ceiling: the same runtime answering a constant.
+        .executableTarget(name: "hello", dependencies: ["FastCGI"]),
+        // Migrations, demo seed, token minting for scripts.
+        .executableTarget(name: "casehug-admin", dependencies: ["Integration"]),
+
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"]),
+        .testTarget(name: "PostgreSQLTests", dependencies: ["PostgreSQL"]),
+        .testTarget(name: "CryptographyTests", dependencies: ["Cryptography"]),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Integration", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)

@@ -1,0 +1,67 @@
+import Foundation
+
+/// An HTTP response written back to nginx as a CGI response (`Status:` line, headers, body).
+public struct Response: Sendable {
+    public var status: HTTPStatus
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(status: HTTPStatus = .ok, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A JSON response from a JSON-compatible value (dictionaries, arrays, strings, numbers,
+    /// booleans, `NSNull`). Keys are sorted so answers are stable.
+    public static func json(_ value: Any, status: HTTPStatus = .ok, headers: [(String, String)] = []) -> Response {
+        let data =
+            (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
+        return Response(
+            status: status, headers: [("Content-Type", "application/json")] + headers, body: [UInt8](data))
+    }
+
+    public static func json(encoding value: some Encodable, status: HTTPStatus = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        let data = try encoder.encode(value)
+        return Response(status: status, headers: [("Content-Type", "application/json")], body: [UInt8](data))
+    }
+
+    public static func redirect(to location: String, status: HTTPStatus = .found) -> Response {
+        Response(status: status, headers: [("Location", location), ("Cache-Control", "no-store")])
+    }
+
+    /// The error answer every route gives: `{"error": {"code", "message"}, "request_id"}`.
+    public static func error(_ error: HTTPError, requestID: String) -> Response {
+        json(
+            ["error": ["code": error.code, "message": error.message], "request_id": requestID],
+            status: error.status, headers: error.headers)
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+    }
+
+    /// The CGI response bytes. Header values lose CR and LF so no handler can split a response.
+    public func serialized(requestID: String) -> [UInt8] {
+        var head = "Status: \(status.code) \(status.reason)\r\n"
+        var hasContentType = false
+        for (name, value) in headers {
+            let cleanName = Self.clean(name)
+            if cleanName.caseInsensitiveCompare("Content-Length") == .orderedSame { continue }
+            if cleanName.caseInsensitiveCompare("Content-Type") == .orderedSame { hasContentType = true }
+            head += "\(cleanName): \(Self.clean(value))\r\n"
+        }
+        if !hasContentType && !body.isEmpty { head += "Content-Type: application/octet-stream\r\n" }
+        head += "Content-Length: \(body.count)\r\n"
+        head += "X-Request-Id: \(requestID)\r\n\r\n"
+        return [UInt8](head.utf8) + body
+    }
+
+    static func clean(_ text: String) -> String {
+        String(text.unicodeScalars.filter { $0 != "\r" && $0 != "\n" && $0 != "\0" })
+    }
+}

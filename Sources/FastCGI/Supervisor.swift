@@ -1,0 +1,116 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Keeps `options.workers` worker processes alive: replaces any that die (with a back-off so a
+/// worker that crashes at start cannot spin), and on SIGTERM/SIGINT asks them to finish their
+/// request and exit, killing stragglers after `shutdownGrace`.
+final class Supervisor {
+    let options: ServerOptions
+    let log: Logger
+    let work: () -> Void
+    let shutdownGrace: Int64 = 10_000_000_000
+    private var children: [pid_t: Int64] = [:]
+    private var restartDelay: Int64 = 0
+    private var nextSpawnAt: Int64 = 0
+
+    init(options: ServerOptions, log: Logger, work: @escaping () -> Void) {
+        self.options = options
+        self.log = log
+        self.work = work
+    }
+
+    func run() {
+        var watched = sigset_t()
+        sigemptyset(&watched)
+        for signal in [SIGTERM, SIGINT, SIGCHLD] { sigaddset(&watched, signal) }
+        // Blocked signals stay pending for sigtimedwait below; children inherit the mask and
+        // unblock what they handle, so no signal is lost between fork and handler setup.
+        sigprocmask(SIG_BLOCK, &watched, nil)
+        log.info("started", ["workers": options.workers, "socket": options.socketPath ?? "fd0"])
+        while true {
+            spawnMissing()
+            var info = siginfo_t()
+            var timeout = timespec(tv_sec: 1, tv_nsec: 0)
+            let signal = sigtimedwait(&watched, &info, &timeout)
+            if signal == SIGTERM || signal == SIGINT { break }
+            reap(stopping: false)
+        }
+        stopChildren(watched: &watched)
+    }
+
+    private func spawnMissing() {
+        let now = monotonicNanoseconds()
+        guard now >= nextSpawnAt else { return }
+        while children.count < options.workers {
+            let pid = fork()
+            if pid == 0 {
+                var none = sigset_t()
+                sigemptyset(&none)
+                signal(SIGCHLD, SIG_DFL)
+                sigprocmask(SIG_SETMASK, &none, nil)
+                // Keep SIGTERM/SIGINT pending until the worker installs its handler.
+                var stopSignals = sigset_t()
+                sigemptyset(&stopSignals)
+                sigaddset(&stopSignals, SIGTERM)
+                sigaddset(&stopSignals, SIGINT)
+                sigprocmask(SIG_BLOCK, &stopSignals, nil)
+                work()
+                exit(0)
+            }
+            guard pid > 0 else {
+                log.error("fork_failed", ["errno": Int(errno)])
+                nextSpawnAt = now + 1_000_000_000
+                return
+            }
+            children[pid] = now
+        }
+    }
+
+    private func reap(stopping: Bool) {
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            guard pid > 0 else { return }
+            guard let startedAt = children.removeValue(forKey: pid) else { continue }
+            let signalled = (status & 0x7f) != 0
+            let code = signalled ? Int(status & 0x7f) : Int((status >> 8) & 0xff)
+            if stopping {
+                continue
+            }
+            log.error("worker_exited", ["worker_pid": Int(pid), signalled ? "signal" : "exit_code": code])
+            // A worker that dies young is probably failing at start: slow the restarts down.
+            let lived = monotonicNanoseconds() - startedAt
+            if lived < 1_000_000_000 {
+                restartDelay = min(max(restartDelay * 2, 250_000_000), 30_000_000_000)
+            } else {
+                restartDelay = 0
+            }
+            nextSpawnAt = monotonicNanoseconds() + restartDelay
+        }
+    }
+
+    private func stopChildren(watched: inout sigset_t) {
+        log.info("stopping", ["workers": children.count])
+        for pid in children.keys { kill(pid, SIGTERM) }
+        let deadline = monotonicNanoseconds() + shutdownGrace
+        while !children.isEmpty && monotonicNanoseconds() < deadline {
+            var info = siginfo_t()
+            var timeout = timespec(tv_sec: 0, tv_nsec: 100_000_000)
+            _ = sigtimedwait(&watched, &info, &timeout)
+            reap(stopping: true)
+        }
+        for pid in children.keys {
+            log.warning("worker_killed", ["worker_pid": Int(pid)])
+            kill(pid, SIGKILL)
+        }
+        while !children.isEmpty {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, 0)
+            if pid <= 0 { break }
+            children.removeValue(forKey: pid)
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import Cryptography
+import Foundation
+import PostgreSQL
+
+/// `casehug-admin`: the operations scripts and deploys need besides serving requests.
+///
+///     casehug-admin migrate --database-url URL --dir migrations
+///     casehug-admin seed-demo --database-url URL --file scripts/sql/demo-seed.sql
+///     casehug-admin set-app-password --database-url URL --password-env APP_DB_PASSWORD
+///     casehug-admin mint-token --sub UUID [--ttl SECONDS]        (reads CASEHUG_JWT_SECRET)
+public enum AdminCommand {
+    public struct UsageError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static let usage = """
+        usage: casehug-admin migrate --database-url URL --dir DIR
+               casehug-admin seed-demo --database-url URL --file FILE
+               casehug-admin set-app-password --database-url URL --password-env NAME
+               casehug-admin mint-token --sub UUID [--ttl SECONDS]
+        """
+
+    /// Runs one command; returns what to print on stdout.
+    public static func run(
+        _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> String {
+        guard let command = arguments.first else { throw UsageError(description: usage) }
+        let options = try parseOptions(Array(arguments.dropFirst()))
+        func option(_ name: String) throws -> String {
+            guard let value = options[name], !value.isEmpty else {
+                throw UsageError(description: "\(command): --\(name) is required\n\(usage)")
+            }
+            return value
+        }
+        switch command {
+        case "migrate":
+            let connection = try Connection(url: try option("database-url"), applicationName: "casehug-admin")
+            let applied = try Migrator(directory: try option("dir")).apply(on: connection)
+            return applied.isEmpty ? "migrations: up to date" : "migrations applied: " + applied.joined(separator: ", ")
+        case "seed-demo":
+            let connection = try Connection(url: try option("database-url"), applicationName: "casehug-admin")
+            let sql = try String(contentsOfFile: try option("file"), encoding: .utf8)
+            try connection.transaction { try $0.executeScript(sql) }
+            return "demo data seeded"
+        case "set-app-password":
+            let name = try option("password-env")
+            guard let password = environment[name], password.count >= 16 else {
+                throw UsageError(description: "set-app-password: \(name) must hold at least 16 characters")
+            }
+            let connection = try Connection(url: try option("database-url"), applicationName: "casehug-admin")
+            // ALTER ROLE takes no parameters; quote_literal on the server builds the statement,
+            // so the password never passes through string interpolation here.
+            let statement = try connection.execute(
+                "SELECT format('ALTER ROLE casehug_app LOGIN PASSWORD %L', $1::text) AS sql", [password]
+            ).single().string("sql")
+            try connection.executeScript(statement)
+            return "casehug_app can log in"
+        case "mint-token":
+            guard let secret = environment["CASEHUG_JWT_SECRET"], secret.utf8.count >= 32 else {
+                throw UsageError(description: "mint-token: CASEHUG_JWT_SECRET must be set (at least 32 bytes)")
+            }
+            let subject = try option("sub")
+            guard UUID(uuidString: subject) != nil else {
+                throw UsageError(description: "mint-token: --sub must be a uuid")
+            }
+            let ttl = Int64(options["ttl"] ?? "3600") ?? 0
+            guard ttl > 0 else { throw UsageError(description: "mint-token: --ttl must be a positive number") }
+            let now = Int64(Date().timeIntervalSince1970)
+            let claims: [String: Any] = [
+                "sub": subject.lowercased(), "iat": now, "exp": now + ttl, "role": "authenticated",
+                "aud": "authenticated",
+            ]
+            return JWT.signHS256(claims: claims, secret: Array(secret.utf8))
+        default:
+            throw UsageError(description: "unknown command \(command)\n\(usage)")
+        }
+    }
+
+    static func parseOptions(_ arguments: [String]) throws -> [String: String] {
+        var options: [String: String] = [:]
+        var index = 0
+        while index < arguments.count {
+            let flag = arguments[index]
+            guard flag.hasPrefix("--"), index + 1 < arguments.count else {
+                throw UsageError(description: "unexpected argument \(flag)\n\(usage)")
+            }
+            options[String(flag.dropFirst(2))] = arguments[index + 1]
+            index += 2
+        }
+        return options
+    }
+}

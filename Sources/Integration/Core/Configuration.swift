@@ -1,0 +1,52 @@
+import Cryptography
+import Foundation
+
+/// What a route process needs from its environment. Read once at start so a missing or
+/// malformed setting stops the process with a clear message instead of failing per request.
+public struct Configuration: Sendable {
+    /// libpq URI of the restricted `casehug_app` role.
+    public let databaseURL: String
+    /// HS256 key CaseHug's auth signs user tokens with.
+    public let jwtSecret: [UInt8]
+    /// AES-256-GCM key for tokens at rest; only routes that touch tokens require it.
+    public let tokenEncryptionKey: [UInt8]?
+
+    public init(databaseURL: String, jwtSecret: [UInt8], tokenEncryptionKey: [UInt8]? = nil) {
+        self.databaseURL = databaseURL
+        self.jwtSecret = jwtSecret
+        self.tokenEncryptionKey = tokenEncryptionKey
+    }
+
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment, requireEncryptionKey: Bool = false
+    ) throws(ConfigurationError) -> Configuration {
+        guard let databaseURL = environment["DATABASE_URL"], !databaseURL.isEmpty else {
+            throw ConfigurationError(variable: "DATABASE_URL", problem: "is not set")
+        }
+        guard let secret = environment["CASEHUG_JWT_SECRET"], !secret.isEmpty else {
+            throw ConfigurationError(variable: "CASEHUG_JWT_SECRET", problem: "is not set")
+        }
+        // HS256 with a short secret is guessable offline from any token.
+        guard secret.utf8.count >= 32 else {
+            throw ConfigurationError(variable: "CASEHUG_JWT_SECRET", problem: "must be at least 32 bytes")
+        }
+        var key: [UInt8]?
+        if let encoded = environment["TOKEN_ENCRYPTION_KEY"], !encoded.isEmpty {
+            guard let decoded = Data(base64Encoded: encoded), decoded.count == AES256GCM.keyByteCount else {
+                throw ConfigurationError(
+                    variable: "TOKEN_ENCRYPTION_KEY", problem: "must be base64 of exactly 32 bytes")
+            }
+            key = [UInt8](decoded)
+        } else if requireEncryptionKey {
+            throw ConfigurationError(variable: "TOKEN_ENCRYPTION_KEY", problem: "is not set")
+        }
+        return Configuration(databaseURL: databaseURL, jwtSecret: Array(secret.utf8), tokenEncryptionKey: key)
+    }
+}
+
+/// Names the setting and the problem, never its value.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public let variable: String
+    public let problem: String
+    public var description: String { "\(variable) \(problem)" }
+}

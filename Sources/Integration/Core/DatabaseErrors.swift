@@ -1,0 +1,15 @@
+import FastCGI
+import PostgreSQL
+
+extension DatabaseError: HTTPErrorConvertible {
+    /// An unreachable database is a 503 the client may retry; anything else is our bug (500).
+    /// The SQLSTATE goes to the log, never to the caller.
+    public var httpError: HTTPError {
+        if isUnavailable {
+            return HTTPError(
+                .serviceUnavailable, code: "database_unavailable", "The service is temporarily unavailable",
+                headers: [("Retry-After", "5")], logDetail: description)
+        }
+        return HTTPError.internalError(logDetail: description)
+    }
+}

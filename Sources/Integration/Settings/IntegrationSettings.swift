@@ -1,0 +1,121 @@
+import FastCGI
+import Foundation
+
+/// A firm's Smokeball sync settings, stored as `firm_integrations.settings` (jsonb).
+public struct IntegrationSettings: Sendable, Equatable {
+    public var autoSyncOnApproval: Bool
+    public var autoSyncOnMatterCreated: Bool
+    /// CaseHug case type key → Smokeball matter type name or id.
+    public var caseTypeMappings: [String: String]
+
+    public static let defaults = IntegrationSettings(
+        autoSyncOnApproval: true, autoSyncOnMatterCreated: false, caseTypeMappings: [:])
+
+    public init(autoSyncOnApproval: Bool, autoSyncOnMatterCreated: Bool, caseTypeMappings: [String: String]) {
+        self.autoSyncOnApproval = autoSyncOnApproval
+        self.autoSyncOnMatterCreated = autoSyncOnMatterCreated
+        self.caseTypeMappings = caseTypeMappings
+    }
+
+    static let autoSyncOnApprovalKey = "auto_sync_on_approval"
+    static let autoSyncOnMatterCreatedKey = "auto_sync_on_matter_created"
+    static let caseTypeMappingsKey = "case_type_mappings"
+    static let fields: Set<String> = [autoSyncOnApprovalKey, autoSyncOnMatterCreatedKey, caseTypeMappingsKey]
+    static let maxMappingValueLength = 200
+
+    public var jsonObject: [String: Any] {
+        [
+            Self.autoSyncOnApprovalKey: autoSyncOnApproval,
+            Self.autoSyncOnMatterCreatedKey: autoSyncOnMatterCreated,
+            Self.caseTypeMappingsKey: caseTypeMappings,
+        ]
+    }
+
+    public var jsonText: String {
+        let data = try? JSONSerialization.data(withJSONObject: jsonObject, options: [.sortedKeys])
+        return data.flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
+    }
+
+    /// Reads stored settings leniently: a stored value of the wrong shape falls back to its
+    /// default, so a bad row never locks a firm out of its settings page.
+    public init(stored object: [String: Any]) {
+        let defaults = Self.defaults
+        autoSyncOnApproval =
+            object[Self.autoSyncOnApprovalKey].flatMap { JSONValues.isBool($0) ? ($0 as? Bool) : nil }
+            ?? defaults.autoSyncOnApproval
+        autoSyncOnMatterCreated =
+            object[Self.autoSyncOnMatterCreatedKey].flatMap { JSONValues.isBool($0) ? ($0 as? Bool) : nil }
+            ?? defaults.autoSyncOnMatterCreated
+        caseTypeMappings =
+            (object[Self.caseTypeMappingsKey] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:]
+    }
+
+    /// How an update applies: PUT replaces the whole settings object (absent fields take their
+    /// defaults); PATCH changes only the fields given, merging `case_type_mappings` key by key,
+    /// where a `null` value removes a mapping (JSON Merge Patch, RFC 7396).
+    public enum UpdateMode: Sendable {
+        case replace
+        case merge
+    }
+
+    /// Validates `body` completely before anything changes; the first problem found becomes a 400
+    /// that names the field.
+    public func applying(
+        _ body: [String: Any], mode: UpdateMode, knownCaseTypes: Set<String>
+    ) throws(HTTPError) -> IntegrationSettings {
+        for key in body.keys.sorted() where !Self.fields.contains(key) {
+            throw Self.invalid(key, "is not a known setting")
+        }
+        var result = mode == .replace ? Self.defaults : self
+        if let value = body[Self.autoSyncOnApprovalKey] {
+            result.autoSyncOnApproval = try Self.bool(value, field: Self.autoSyncOnApprovalKey)
+        }
+        if let value = body[Self.autoSyncOnMatterCreatedKey] {
+            result.autoSyncOnMatterCreated = try Self.bool(value, field: Self.autoSyncOnMatterCreatedKey)
+        }
+        if let value = body[Self.caseTypeMappingsKey] {
+            guard let mappings = value as? [String: Any] else {
+                throw Self.invalid(Self.caseTypeMappingsKey, "must be an object of case type to matter type")
+            }
+            if mode == .replace { result.caseTypeMappings = [:] }
+            for caseType in mappings.keys.sorted() {
+                let field = "\(Self.caseTypeMappingsKey).\(caseType)"
+                guard knownCaseTypes.contains(caseType) else {
+                    throw Self.invalid(field, "is not a known case type")
+                }
+                let mapped = mappings[caseType]!
+                if mapped is NSNull {
+                    guard mode == .merge else {
+                        throw Self.invalid(field, "must be a non-empty Smokeball matter type name or id")
+                    }
+                    result.caseTypeMappings[caseType] = nil
+                    continue
+                }
+                guard let name = JSONValues.string(mapped) else {
+                    throw Self.invalid(field, "must be a non-empty Smokeball matter type name or id")
+                }
+                let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !trimmed.isEmpty else {
+                    throw Self.invalid(field, "must be a non-empty Smokeball matter type name or id")
+                }
+                guard trimmed.count <= Self.maxMappingValueLength,
+                    !trimmed.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) })
+                else {
+                    throw Self.invalid(
+                        field, "must be at most \(Self.maxMappingValueLength) characters without control characters")
+                }
+                result.caseTypeMappings[caseType] = trimmed
+            }
+        }
+        return result
+    }
+
+    static func bool(_ value: Any, field: String) throws(HTTPError) -> Bool {
+        guard JSONValues.isBool(value), let flag = value as? Bool else { throw invalid(field, "must be true or false") }
+        return flag
+    }
+
+    static func invalid(_ field: String, _ problem: String) -> HTTPError {
+        HTTPError(.badRequest, code: "invalid_setting", "\(field) \(problem)")
+    }
+}

@@ -1,0 +1,247 @@
+import CLibPQ
+import Foundation
+
+/// The rows of one statement. Owns its `PGresult` and clears it exactly once.
+public final class QueryResult {
+    private let handle: OpaquePointer
+    public let rowCount: Int
+    public let columnNames: [String]
+    private let columnIndex: [String: Int]
+    private let columnTypes: [UInt32]
+
+    init(owning handle: OpaquePointer) {
+        self.handle = handle
+        self.rowCount = Int(PQntuples(handle))
+        let count = Int(PQnfields(handle))
+        var names: [String] = []
+        var index: [String: Int] = [:]
+        var types: [UInt32] = []
+        for column in 0..<count {
+            let name = String(cString: PQfname(handle, Int32(column)))
+            names.append(name)
+            if index[name] == nil { index[name] = column }
+            types.append(UInt32(PQftype(handle, Int32(column))))
+        }
+        self.columnNames = names
+        self.columnIndex = index
+        self.columnTypes = types
+    }
+
+    deinit {
+        PQclear(handle)
+    }
+
+    /// Rows affected by INSERT/UPDATE/DELETE.
+    public var affectedRows: Int {
+        Int(String(cString: PQcmdTuples(handle))) ?? 0
+    }
+
+    public var rows: [Row] { (0..<rowCount).map { Row(result: self, index: $0) } }
+
+    /// The only row; throws `.noRows` when there is none.
+    public func single() throws(DatabaseError) -> Row {
+        guard rowCount >= 1 else { throw DatabaseError(.noRows) }
+        return Row(result: self, index: 0)
+    }
+
+    public var first: Row? { rowCount > 0 ? Row(result: self, index: 0) : nil }
+
+    func column(_ name: String) throws(DatabaseError) -> (index: Int32, type: UInt32) {
+        guard let column = columnIndex[name] else { throw DatabaseError(.unknownColumn, name: name) }
+        return (Int32(column), columnTypes[column])
+    }
+
+    func isNull(row: Int, column: Int32) -> Bool { PQgetisnull(handle, Int32(row), column) == 1 }
+
+    func text(row: Int, column: Int32) -> String {
+        String(cString: PQgetvalue(handle, Int32(row), column))
+    }
+}
+
+/// Well-known type OIDs (`pg_type`), used to refuse reading a column as the wrong Swift type.
+enum TypeOID {
+    static let bool: UInt32 = 16
+    static let bytea: UInt32 = 17
+    static let name: UInt32 = 19
+    static let int8: UInt32 = 20
+    static let int2: UInt32 = 21
+    static let int4: UInt32 = 23
+    static let text: UInt32 = 25
+    static let oid: UInt32 = 26
+    static let json: UInt32 = 114
+    static let float4: UInt32 = 700
+    static let float8: UInt32 = 701
+    static let bpchar: UInt32 = 1042
+    static let varchar: UInt32 = 1043
+    static let timestamp: UInt32 = 1114
+    static let timestamptz: UInt32 = 1184
+    static let numeric: UInt32 = 1700
+    static let uuid: UInt32 = 2950
+    static let jsonb: UInt32 = 3802
+}
+
+/// One row. Accessors throw on NULL (use the `optional…` forms where NULL is allowed) and on a
+/// column whose type is not the one asked for.
+public struct Row {
+    let result: QueryResult
+    let index: Int
+
+    private func raw(_ name: String, accepting types: Set<UInt32>) throws(DatabaseError) -> String? {
+        let column = try result.column(name)
+        guard types.contains(column.type) else { throw DatabaseError(.typeMismatch, name: name) }
+        if result.isNull(row: index, column: column.index) { return nil }
+        return result.text(row: index, column: column.index)
+    }
+
+    private func required(_ name: String, accepting types: Set<UInt32>) throws(DatabaseError) -> String {
+        guard let text = try raw(name, accepting: types) else { throw DatabaseError(.unexpectedNull, name: name) }
+        return text
+    }
+
+    static let textTypes: Set<UInt32> = [TypeOID.text, TypeOID.varchar, TypeOID.bpchar, TypeOID.name]
+    static let intTypes: Set<UInt32> = [TypeOID.int2, TypeOID.int4, TypeOID.int8, TypeOID.oid]
+    static let doubleTypes: Set<UInt32> = [TypeOID.float4, TypeOID.float8, TypeOID.numeric]
+    static let timeTypes: Set<UInt32> = [TypeOID.timestamptz, TypeOID.timestamp]
+    static let jsonTypes: Set<UInt32> = [TypeOID.json, TypeOID.jsonb]
+
+    public func isNull(_ name: String) throws(DatabaseError) -> Bool {
+        let column = try result.column(name)
+        return result.isNull(row: index, column: column.index)
+    }
+
+    public func string(_ name: String) throws(DatabaseError) -> String {
+        try required(name, accepting: Self.textTypes)
+    }
+
+    public func optionalString(_ name: String) throws(DatabaseError) -> String? {
+        try raw(name, accepting: Self.textTypes)
+    }
+
+    public func int(_ name: String) throws(DatabaseError) -> Int64 {
+        try parseInt(name, required(name, accepting: Self.intTypes))
+    }
+
+    public func optionalInt(_ name: String) throws(DatabaseError) -> Int64? {
+        guard let text = try raw(name, accepting: Self.intTypes) else { return nil }
+        return try parseInt(name, text)
+    }
+
+    public func bool(_ name: String) throws(DatabaseError) -> Bool {
+        try required(name, accepting: [TypeOID.bool]) == "t"
+    }
+
+    public func optionalBool(_ name: String) throws(DatabaseError) -> Bool? {
+        try raw(name, accepting: [TypeOID.bool]).map { $0 == "t" }
+    }
+
+    public func double(_ name: String) throws(DatabaseError) -> Double {
+        let text = try required(name, accepting: Self.doubleTypes)
+        guard let value = Double(text) else { throw DatabaseError(.typeMismatch, name: name) }
+        return value
+    }
+
+    public func uuid(_ name: String) throws(DatabaseError) -> UUID {
+        let text = try required(name, accepting: [TypeOID.uuid])
+        guard let value = UUID(uuidString: text) else { throw DatabaseError(.typeMismatch, name: name) }
+        return value
+    }
+
+    public func optionalUUID(_ name: String) throws(DatabaseError) -> UUID? {
+        guard let text = try raw(name, accepting: [TypeOID.uuid]) else { return nil }
+        guard let value = UUID(uuidString: text) else { throw DatabaseError(.typeMismatch, name: name) }
+        return value
+    }
+
+    public func date(_ name: String) throws(DatabaseError) -> Date {
+        try parseTimestamp(name, required(name, accepting: Self.timeTypes))
+    }
+
+    public func optionalDate(_ name: String) throws(DatabaseError) -> Date? {
+        guard let text = try raw(name, accepting: Self.timeTypes) else { return nil }
+        return try parseTimestamp(name, text)
+    }
+
+    public func bytes(_ name: String) throws(DatabaseError) -> [UInt8] {
+        try parseBytea(name, required(name, accepting: [TypeOID.bytea]))
+    }
+
+    public func optionalBytes(_ name: String) throws(DatabaseError) -> [UInt8]? {
+        guard let text = try raw(name, accepting: [TypeOID.bytea]) else { return nil }
+        return try parseBytea(name, text)
+    }
+
+    /// A json/jsonb column as its JSON text.
+    public func jsonText(_ name: String) throws(DatabaseError) -> String {
+        try required(name, accepting: Self.jsonTypes)
+    }
+
+    /// A json/jsonb column parsed with `JSONSerialization` (fragments allowed).
+    public func json(_ name: String) throws(DatabaseError) -> Any {
+        let text = try jsonText(name)
+        guard let value = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        else { throw DatabaseError(.typeMismatch, name: name) }
+        return value
+    }
+
+    public func optionalJSON(_ name: String) throws(DatabaseError) -> Any? {
+        guard let text = try raw(name, accepting: Self.jsonTypes) else { return nil }
+        guard let value = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        else { throw DatabaseError(.typeMismatch, name: name) }
+        return value
+    }
+
+    private func parseInt(_ name: String, _ text: String) throws(DatabaseError) -> Int64 {
+        guard let value = Int64(text) else { throw DatabaseError(.typeMismatch, name: name) }
+        return value
+    }
+
+    private func parseBytea(_ name: String, _ text: String) throws(DatabaseError) -> [UInt8] {
+        // bytea_output = hex (the default since 9.0): `\x0a1b...`.
+        let digits = Array(text.utf8)
+        guard digits.count >= 2, digits[0] == UInt8(ascii: "\\"), digits[1] == UInt8(ascii: "x"),
+            digits.count % 2 == 0
+        else { throw DatabaseError(.typeMismatch, name: name) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity((digits.count - 2) / 2)
+        var position = 2
+        while position < digits.count {
+            guard let high = hexValue(digits[position]), let low = hexValue(digits[position + 1]) else {
+                throw DatabaseError(.typeMismatch, name: name)
+            }
+            bytes.append(high << 4 | low)
+            position += 2
+        }
+        return bytes
+    }
+
+    private func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    /// `2026-11-22 18:23:09.123456+00` (the connection runs with TimeZone=UTC, DateStyle=ISO).
+    private func parseTimestamp(_ name: String, _ text: String) throws(DatabaseError) -> Date {
+        var body = Substring(text)
+        if body.hasSuffix("+00") { body = body.dropLast(3) }
+        let halves = body.split(separator: " ")
+        guard halves.count == 2 else { throw DatabaseError(.typeMismatch, name: name) }
+        let day = halves[0].split(separator: "-").compactMap { Int($0) }
+        let timeParts = halves[1].split(separator: ":")
+        guard day.count == 3, timeParts.count == 3, let hour = Int(timeParts[0]), let minute = Int(timeParts[1]),
+            let seconds = Double(timeParts[2])
+        else { throw DatabaseError(.typeMismatch, name: name) }
+        var parts = tm()
+        parts.tm_year = Int32(day[0] - 1900)
+        parts.tm_mon = Int32(day[1] - 1)
+        parts.tm_mday = Int32(day[2])
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = 0
+        let whole = timegm(&parts)
+        return Date(timeIntervalSince1970: Double(whole) + seconds)
+    }
+}

@@ -1,0 +1,3 @@
+import FastCGI
+
+FastCGIServer.run { HelloHandler() }

@@ -1,0 +1,4 @@
+import FastCGI
+import Integration
+
+FastCGIServer.run { StatusHandler(configuration: try .fromEnvironment()) }
