@@ -47,17 +47,19 @@ public struct Response: Sendable {
 
     /// The CGI response bytes. Header values lose CR and LF so no handler can split a response.
     public func serialized(requestID: String) -> [UInt8] {
-        var head = "Status: \(status.code) \(status.reason)\r\n"
+        var head = "Status: \(status.code) \(Self.clean(status.reason))\r\n"
         var hasContentType = false
         for (name, value) in headers {
             let cleanName = Self.clean(name)
+            // The runtime owns framing and the request id; a handler cannot override either.
             if cleanName.caseInsensitiveCompare("Content-Length") == .orderedSame { continue }
+            if cleanName.caseInsensitiveCompare("X-Request-Id") == .orderedSame { continue }
             if cleanName.caseInsensitiveCompare("Content-Type") == .orderedSame { hasContentType = true }
             head += "\(cleanName): \(Self.clean(value))\r\n"
         }
         if !hasContentType && !body.isEmpty { head += "Content-Type: application/octet-stream\r\n" }
         head += "Content-Length: \(body.count)\r\n"
-        head += "X-Request-Id: \(requestID)\r\n\r\n"
+        head += "X-Request-Id: \(Self.clean(requestID))\r\n\r\n"
         return [UInt8](head.utf8) + body
     }
 

@@ -123,7 +123,9 @@ public enum FastCGIServer {
         let fd = FCGX_OpenSocket(path, Int32(options.backlog))
         umask(previousMask)
         guard fd >= 0 else { throw ServerOptionsError(message: "cannot listen on socket (errno \(errno))") }
-        if let groupName = options.socketGroup, geteuid() == 0 {
+        // Root may hand the socket to any group; anyone else only to a group they belong to,
+        // and a failure is an error rather than a socket nginx silently cannot reach.
+        if let groupName = options.socketGroup {
             guard let group = getgrnam(groupName) else {
                 throw ServerOptionsError(message: "unknown socket group \(groupName)")
             }

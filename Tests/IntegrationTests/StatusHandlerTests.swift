@@ -162,19 +162,9 @@ import Testing
         }
     }
 
-    @Test(arguments: [
-        (#"{"auto_sync": true}"#, "auto_sync"),
-        (#"{"auto_sync_on_approval": "yes"}"#, "auto_sync_on_approval"),
-        (#"{"auto_sync_on_approval": 1}"#, "auto_sync_on_approval"),
-        (#"{"auto_sync_on_matter_created": null}"#, "auto_sync_on_matter_created"),
-        (#"{"case_type_mappings": ["asylum"]}"#, "case_type_mappings"),
-        (#"{"case_type_mappings": {"not_a_case_type": "Divorce"}}"#, "case_type_mappings.not_a_case_type"),
-        (#"{"case_type_mappings": {"asylum": ""}}"#, "case_type_mappings.asylum"),
-        (#"{"case_type_mappings": {"asylum": "   "}}"#, "case_type_mappings.asylum"),
-        (#"{"case_type_mappings": {"asylum": 42}}"#, "case_type_mappings.asylum"),
-        (#"{"case_type_mappings": {"asylum": null}}"#, "case_type_mappings.asylum"),
-    ])
-    func invalidSettingsAreRejectedNamingTheFieldAndChangeNothing(body: String, field: String) throws {
+    @Test(arguments: InvalidSettingsCase.fixtures)
+    func invalidSettingsAreRejectedNamingTheFieldAndChangeNothing(_ invalid: InvalidSettingsCase) throws {
+        let (body, field) = (invalid.body, invalid.field)
         try ServiceDatabase.with { database in
             let fixture = try Fixture(database)
             _ = fixture.call("PUT", user: fixture.admin, body: #"{"case_type_mappings": {"probate": "Probate"}}"#)
@@ -264,4 +254,20 @@ import Testing
             #expect(settings["auto_sync_on_approval"] as? Bool == true)
         }
     }
+}
+
+/// One rejected settings body and the field its error must name (`Fixtures/invalid-settings.json`).
+struct InvalidSettingsCase: Decodable, Sendable, CustomTestStringConvertible {
+    let body: String
+    let field: String
+
+    var testDescription: String { body }
+
+    static let fixtures: [InvalidSettingsCase] = {
+        guard let url = Bundle.module.url(forResource: "Fixtures/invalid-settings", withExtension: "json"),
+            let data = try? Data(contentsOf: url),
+            let cases = try? JSONDecoder().decode([InvalidSettingsCase].self, from: data), !cases.isEmpty
+        else { fatalError("Fixtures/invalid-settings.json is missing or malformed") }
+        return cases
+    }()
 }

@@ -1,0 +1,198 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Locates the built `hello` executable and the `cgi-fcgi` client.
+enum RuntimeTools {
+    static func hello() throws -> URL {
+        var directories: [URL] = []
+        if let binDir = ProcessInfo.processInfo.environment["BIN_DIR"], !binDir.isEmpty {
+            directories.append(URL(fileURLWithPath: binDir))
+        }
+        var starts = [Bundle.main.bundleURL, URL(fileURLWithPath: CommandLine.arguments[0])]
+        if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            starts.append(URL(fileURLWithPath: executable))
+        }
+        // The test bundle sits in the build products directory (on macOS inside `X.xctest/Contents/MacOS`).
+        for start in starts {
+            var directory = start.standardizedFileURL
+            for _ in 0..<4 {
+                directories.append(directory)
+                directory = directory.deletingLastPathComponent()
+            }
+        }
+        for directory in directories {
+            let candidate = directory.appendingPathComponent("hello")
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory),
+                !isDirectory.boolValue,
+                FileManager.default.isExecutableFile(atPath: candidate.path)
+            {
+                return candidate
+            }
+        }
+        throw HarnessError(
+            description: "hello executable not found (set BIN_DIR or run `swift build --build-tests`); looked in "
+                + directories.map(\.path).joined(separator: ", "))
+    }
+
+    static func cgiFCGI() throws -> URL {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for directory in path.split(separator: ":") + ["/usr/bin", "/usr/local/bin"] {
+            let candidate = "\(directory)/cgi-fcgi"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return URL(fileURLWithPath: candidate) }
+        }
+        throw HarnessError(description: "cgi-fcgi not found: install Debian package libfcgi-bin")
+    }
+}
+
+/// A fresh, short temp directory (Unix socket paths are limited to 108 bytes).
+func makeTemporaryDirectory() throws -> URL {
+    var template = Array("/tmp/fcgi-test-XXXXXX".utf8CString)
+    guard let created = mkdtemp(&template) else {
+        throw HarnessError(description: "mkdtemp failed (errno \(errno))")
+    }
+    return URL(fileURLWithPath: String(cString: created))
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+func waitFor(_ timeout: Duration, _ condition: () throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try condition()
+}
+
+/// Direct children of `pid` (the master's pre-forked workers).
+func childPIDs(of pid: pid_t) -> Set<pid_t> {
+    if let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) {
+        return Set(text.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) })
+    }
+    // Kernels without CONFIG_PROC_CHILDREN: scan every process's parent pid.
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    var result: Set<pid_t> = []
+    for entry in entries {
+        guard let candidate = pid_t(entry),
+            let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { continue }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        if fields.count > 1, pid_t(fields[1]) == pid { result.insert(candidate) }
+    }
+    return result
+}
+
+/// A `hello` master process with its stderr captured to a file.
+final class HelloProcess {
+    let directory: URL
+    let socketPath: String
+    let stderrURL: URL
+    let process = Process()
+
+    init(arguments: [String]? = nil, workers: Int = 2, extraArguments: [String] = []) throws {
+        directory = try makeTemporaryDirectory()
+        socketPath = directory.appendingPathComponent("hello.sock").path
+        stderrURL = directory.appendingPathComponent("stderr.log")
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        process.executableURL = try RuntimeTools.hello()
+        process.arguments = arguments ?? ["--socket", socketPath, "--workers", String(workers)] + extraArguments
+        process.environment = ["PATH": "/usr/bin:/bin"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        try process.run()
+    }
+
+    var pid: pid_t { process.processIdentifier }
+
+    var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+
+    /// Every stderr line parsed as a JSON object; a line that is not one is reported as `nil`.
+    var logLines: [(line: String, object: [String: Any]?)] {
+        stderr.split(separator: "\n").map { line in
+            (String(line), try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        }
+    }
+
+    func events(_ name: String) -> [[String: Any]] {
+        logLines.compactMap(\.object).filter { $0["event"] as? String == name }
+    }
+
+    /// Waits until the socket exists and every worker has been forked.
+    func waitUntilReady(workers: Int = 2) async throws {
+        let socketReady = await waitFor(.seconds(5)) { FileManager.default.fileExists(atPath: socketPath) }
+        guard socketReady else {
+            throw HarnessError(description: "socket \(socketPath) did not appear; stderr: \(stderr)")
+        }
+        let workersReady = await waitFor(.seconds(5)) { childPIDs(of: pid).count == workers }
+        guard workersReady else { throw HarnessError(description: "workers did not start; stderr: \(stderr)") }
+    }
+
+    func waitForExit(_ timeout: Duration) async -> Bool {
+        await waitFor(timeout) { !process.isRunning }
+    }
+
+    /// Stops the master and its workers whatever state they are in, and removes the directory.
+    func terminate() async {
+        if process.isRunning {
+            let workers = childPIDs(of: pid)
+            kill(pid, SIGTERM)
+            if !(await waitForExit(.seconds(3))) {
+                for worker in workers.union(childPIDs(of: pid)) { kill(worker, SIGKILL) }
+                kill(pid, SIGKILL)
+                _ = await waitForExit(.seconds(5))
+            }
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// One FastCGI exchange through `cgi-fcgi -bind -connect`, with the params as its whole environment.
+struct FastCGIExchange {
+    let exitStatus: Int32
+    let output: [UInt8]
+
+    var text: String { String(decoding: output, as: UTF8.self) }
+
+    var parsed: SerializedResponse? { try? SerializedResponse(output) }
+
+    static func send(
+        socket: String, params: [String: String], body: [UInt8] = [], in directory: URL
+    ) async throws -> FastCGIExchange {
+        let id = UUID().uuidString
+        let input = directory.appendingPathComponent("in-\(id)")
+        let output = directory.appendingPathComponent("out-\(id)")
+        defer {
+            try? FileManager.default.removeItem(at: input)
+            try? FileManager.default.removeItem(at: output)
+        }
+        try Data(body).write(to: input)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let client = Process()
+        client.executableURL = try RuntimeTools.cgiFCGI()
+        client.arguments = ["-bind", "-connect", socket]
+        var environment = params
+        if environment["CONTENT_LENGTH"] == nil { environment["CONTENT_LENGTH"] = String(body.count) }
+        client.environment = environment
+        client.standardInput = try FileHandle(forReadingFrom: input)
+        client.standardOutput = try FileHandle(forWritingTo: output)
+        client.standardError = FileHandle.nullDevice
+        try client.run()
+        guard await waitFor(.seconds(15), { !client.isRunning }) else {
+            kill(client.processIdentifier, SIGKILL)
+            _ = await waitFor(.seconds(2)) { !client.isRunning }
+            throw HarnessError(description: "cgi-fcgi did not finish within 15 s")
+        }
+        return FastCGIExchange(
+            exitStatus: client.terminationStatus, output: Array(try Data(contentsOf: output)))
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The real runtime: the built `hello` executable answering `cgi-fcgi` over a Unix socket.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct RuntimeProcessTests {
+    static let helloParams = ["REQUEST_METHOD": "GET", "DOCUMENT_URI": "/hello"]
+
+    static func socketStat(_ path: String) throws -> stat {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { throw HarnessError(description: "lstat \(path) failed (errno \(errno))") }
+        return info
+    }
+
+    @Test func answersHelloAndEchoesRequestIDOnPrivateSocket() async throws {
+        let server = try HelloProcess(workers: 2)
+        do {
+            try await server.waitUntilReady()
+            let info = try Self.socketStat(server.socketPath)
+            #expect(info.st_mode & S_IFMT == S_IFSOCK)
+            #expect(info.st_mode & 0o777 == 0o600)
+
+            var params = Self.helloParams
+            params["HTTP_X_REQUEST_ID"] = "proc-test-1"
+            let exchange = try await FastCGIExchange.send(
+                socket: server.socketPath, params: params, in: server.directory)
+            #expect(exchange.exitStatus == 0)
+            #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+            let response = try #require(exchange.parsed, "unparseable response: \(exchange.text)")
+            #expect(String(decoding: response.body, as: UTF8.self) == #"{"hello":"world"}"#)
+            #expect(response.values("X-Request-Id") == ["proc-test-1"])
+            #expect(response.values("Content-Type") == ["application/json"])
+            #expect(response.values("Content-Length") == [String(response.body.count)])
+        }
+        await server.terminate()
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "chown to another group needs root"))
+    func socketGroupIsAppliedWhenRoot() async throws {
+        let group = try #require(getgrnam("www-data"), "group www-data missing").pointee.gr_gid
+        let server = try HelloProcess(workers: 1, extraArguments: ["--socket-group", "www-data"])
+        do {
+            try await server.waitUntilReady(workers: 1)
+            let info = try Self.socketStat(server.socketPath)
+            #expect(info.st_mode & 0o777 == 0o660)
+            #expect(info.st_gid == group)
+            let exchange = try await FastCGIExchange.send(
+                socket: server.socketPath, params: Self.helloParams, in: server.directory)
+            #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+        }
+        await server.terminate()
+    }
+
+    @Test func oversizedBodyIsRefusedWith413() async throws {
+        let server = try HelloProcess(workers: 2)
+        do {
+            try await server.waitUntilReady()
+            let body = [UInt8](repeating: UInt8(ascii: "x"), count: 2_000_000)
+            let exchange = try await FastCGIExchange.send(
+                socket: server.socketPath,
+                params: ["REQUEST_METHOD": "POST", "DOCUMENT_URI": "/hello", "CONTENT_LENGTH": "2000000"],
+                body: body, in: server.directory)
+            #expect(exchange.text.hasPrefix("Status: 413 "), "got: \(exchange.text.prefix(200))")
+            #expect(exchange.text.contains("payload_too_large"))
+            // The worker that refused it is still serving.
+            let next = try await FastCGIExchange.send(
+                socket: server.socketPath, params: Self.helloParams, in: server.directory)
+            #expect(next.text.hasPrefix("Status: 200 OK\r\n"))
+        }
+        await server.terminate()
+    }
+
+    @Test func killedWorkerIsReplaced() async throws {
+        let server = try HelloProcess(workers: 2)
+        do {
+            try await server.waitUntilReady()
+            let before = childPIDs(of: server.pid)
+            try #require(before.count == 2)
+            let victim = try #require(before.min())
+            #expect(kill(victim, SIGKILL) == 0)
+            let replaced = await waitFor(.seconds(10)) {
+                let now = childPIDs(of: server.pid)
+                return now.count == 2 && !now.contains(victim)
+            }
+            #expect(replaced, "children now: \(childPIDs(of: server.pid)); stderr: \(server.stderr)")
+            #expect(server.process.isRunning)
+            let exited = await waitFor(.seconds(5)) {
+                server.events("worker_exited").contains { ($0["worker_pid"] as? Int) == Int(victim) }
+            }
+            #expect(exited)
+            for index in 0..<4 {
+                var params = Self.helloParams
+                params["HTTP_X_REQUEST_ID"] = "after-crash-\(index)"
+                let exchange = try await FastCGIExchange.send(
+                    socket: server.socketPath, params: params, in: server.directory)
+                #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+                #expect(exchange.parsed?.values("X-Request-Id") == ["after-crash-\(index)"])
+            }
+        }
+        await server.terminate()
+    }
+
+    @Test func sigtermStopsCleanlyWithJSONLogs() async throws {
+        let server = try HelloProcess(workers: 2)
+        do {
+            try await server.waitUntilReady()
+            let workers = childPIDs(of: server.pid)
+            let exchange = try await FastCGIExchange.send(
+                socket: server.socketPath, params: Self.helloParams, in: server.directory)
+            #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+
+            #expect(kill(server.pid, SIGTERM) == 0)
+            let exited = await server.waitForExit(.seconds(12))
+            try #require(exited, "master still running after SIGTERM; stderr: \(server.stderr)")
+            #expect(server.process.terminationReason == .exit)
+            #expect(server.process.terminationStatus == 0)
+            #expect(!FileManager.default.fileExists(atPath: server.socketPath))
+            // The workers went with it.
+            let workersGone = await waitFor(.seconds(5)) { workers.allSatisfy { kill($0, 0) != 0 } }
+            #expect(workersGone)
+
+            #expect(server.stderr.contains(#""event":"stopped""#))
+            let lines = server.logLines
+            #expect(!lines.isEmpty)
+            for (line, object) in lines {
+                let object = try #require(object, "stderr line is not a JSON object: \(line)")
+                for key in ["ts", "level", "event", "route"] {
+                    #expect(object[key] is String, "missing \(key) in \(line)")
+                }
+                #expect(object["route"] as? String == "hello")
+            }
+            #expect(server.events("started").count == 1)
+            #expect(server.events("stopped").count == 1)
+        }
+        await server.terminate()
+    }
+
+    @Test func requestLogLineHasFieldsButNoQueryString() async throws {
+        let server = try HelloProcess(workers: 2)
+        do {
+            try await server.waitUntilReady()
+            let exchange = try await FastCGIExchange.send(
+                socket: server.socketPath,
+                params: [
+                    "REQUEST_METHOD": "get", "REQUEST_URI": "/hello/items?token=SECRET",
+                    "QUERY_STRING": "token=SECRET", "HTTP_X_REQUEST_ID": "log-line-1",
+                ], in: server.directory)
+            #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+            let logged = await waitFor(.seconds(5)) {
+                server.events("request").contains { $0["request_id"] as? String == "log-line-1" }
+            }
+            try #require(logged, "no request log line; stderr: \(server.stderr)")
+            let line = try #require(server.events("request").first { $0["request_id"] as? String == "log-line-1" })
+            #expect(line["method"] as? String == "GET")
+            #expect(line["path"] as? String == "/hello/items")
+            #expect(line["status"] as? Int == 200)
+            #expect(line["duration_ms"] is Double || line["duration_ms"] is Int)
+            #expect(line["level"] as? String == "info")
+            #expect(!server.stderr.contains("SECRET"))
+            #expect(!server.stderr.contains("token="))
+        }
+        await server.terminate()
+    }
+
+    @Test(arguments: [["--workers", "0"], ["--workers", "abc"], ["--frobnicate"]])
+    func badArgumentsFailStartup(arguments: [String]) async throws {
+        let server = try HelloProcess(arguments: arguments)
+        do {
+            let exited = await server.waitForExit(.seconds(10))
+            try #require(exited, "hello \(arguments) kept running")
+            #expect(server.process.terminationReason == .exit)
+            #expect(server.process.terminationStatus != 0)
+            let failure = try #require(server.events("startup_failed").first, "stderr: \(server.stderr)")
+            #expect(failure["level"] as? String == "error")
+            #expect(failure["route"] as? String == "hello")
+            #expect((failure["reason"] as? String)?.isEmpty == false)
+        }
+        await server.terminate()
+    }
+}
