@@ -56,7 +56,16 @@ public struct Request: Sendable {
 
     /// `HTTP_X_REQUEST_ID` → `x-request-id`.
     static func headerName(fromParam key: String) -> String {
-        String(key.dropFirst(5)).lowercased().replacingOccurrences(of: "_", with: "-")
+        // Byte-wise: CGI param names are ASCII, and Foundation's replacingOccurrences showed up in
+        // profiles at one call per header per request.
+        let bytes = key.utf8.dropFirst(5).map { byte -> UInt8 in
+            switch byte {
+            case UInt8(ascii: "_"): UInt8(ascii: "-")
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): byte + 32
+            default: byte
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// `a=1&b=x%20y` → `["a": "1", "b": "x y"]`; the first occurrence of a name wins.

@@ -13,13 +13,16 @@ public struct Response: Sendable {
     }
 
     /// A JSON response from a JSON-compatible value (dictionaries, arrays, strings, numbers,
-    /// booleans, `NSNull`). Keys are sorted so answers are stable.
+    /// booleans, `NSNull`). Keys are sorted so answers are stable. A value JSON cannot express
+    /// is a programming error; it answers 500 rather than a truncated or empty document.
     public static func json(_ value: Any, status: HTTPStatus = .ok, headers: [(String, String)] = []) -> Response {
-        let data =
-            (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes]))
-            ?? Data("{}".utf8)
-        return Response(
-            status: status, headers: [("Content-Type", "application/json")] + headers, body: [UInt8](data))
+        guard let body = try? JSONWriter.encode(value) else {
+            let fallback = #"{"error":{"code":"internal_error","message":"The answer could not be encoded"}}"#
+            return Response(
+                status: .internalServerError, headers: [("Content-Type", "application/json")],
+                body: Array(fallback.utf8))
+        }
+        return Response(status: status, headers: [("Content-Type", "application/json")] + headers, body: body)
     }
 
     public static func json(encoding value: some Encodable, status: HTTPStatus = .ok) throws -> Response {

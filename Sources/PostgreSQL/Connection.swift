@@ -4,8 +4,13 @@ import Foundation
 /// One libpq connection. Owns its `PGconn` and frees it exactly once. Not thread-safe: a
 /// worker process uses its connection from one thread (see `Database` for the shared owner).
 public final class Connection {
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
     private var transactionDepth = 0
+    /// Server-side prepared statements of this session by SQL text (see `preparedName`).
+    var preparedStatements: [String: String] = [:]
+    /// Set when a pipeline could not be wound down (its connection died mid-way): the session
+    /// is in an unknown state and must not be reused.
+    var isPoisoned = false
 
     /// Connects from a libpq URI or keyword string (`postgresql://user:pw@host:port/db`).
     public init(url: String, applicationName: String = "casehug-smokeball") throws(DatabaseError) {
@@ -34,7 +39,7 @@ public final class Connection {
     }
 
     /// False once the server side went away; the owner should drop this connection.
-    public var isConnected: Bool { PQstatus(handle) == CONNECTION_OK }
+    public var isConnected: Bool { !isPoisoned && PQstatus(handle) == CONNECTION_OK }
 
     /// Runs one statement with `$1..$n` parameters and returns its rows.
     @discardableResult

@@ -56,6 +56,21 @@ public final class Database: @unchecked Sendable {
         }
     }
 
+    /// `pipelinedTransaction` on a live connection: BEGIN, the statements and COMMIT in one
+    /// round trip. A read-only batch that finds the connection dead is retried once on a new
+    /// one (it changed nothing); a writing batch is not, since its COMMIT may have landed.
+    public func pipelinedTransaction(readOnly: Bool = false, _ statements: [Statement]) throws -> [QueryResult] {
+        do {
+            return try withConnection { connection in
+                try connection.pipelinedTransaction(readOnly: readOnly, statements)
+            }
+        } catch let error as DatabaseError where readOnly && error.isUnavailable {
+            return try withConnection { connection in
+                try connection.pipelinedTransaction(readOnly: readOnly, statements)
+            }
+        }
+    }
+
     /// Drops the connection (tests; after fork in a parent that used one).
     public func disconnect() {
         lock.lock()

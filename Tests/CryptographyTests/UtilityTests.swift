@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Cryptography
@@ -42,6 +43,15 @@ import Testing
     @Test func base64URLUsesURLSafeAlphabet() {
         #expect(Base64URL.encode([0xfb, 0xff, 0xbf]) == "-_-_")
         #expect(Base64URL.decode("-_-_") == [0xfb, 0xff, 0xbf])
+    }
+
+    @Test func base64URLMatchesFoundationsBase64ForEveryTailLength() {
+        for count in 0..<48 {
+            let bytes = SecureRandom.bytes(count)
+            var reference = Data(bytes).base64EncodedString()
+            reference = String(reference.map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 }.filter { $0 != "=" })
+            #expect(Base64URL.encode(bytes) == reference)
+        }
     }
 
     @Test func base64URLRoundTripsRandomBytes() {

@@ -234,6 +234,16 @@ import Testing
             #expect(mine["case_type_mappings"] as? [String: String] == ["asylum": "A-only"])
             #expect(theirs["auto_sync_on_approval"] as? Bool == false)
             #expect((theirs["case_type_mappings"] as? [String: String])?.isEmpty == true)
+            // One session serves both firms with prepared statements; past PostgreSQL's fifth
+            // execution it switches to a generic plan, which must still see only the caller's firm.
+            for _ in 0..<8 {
+                for (user, firm) in [(fixture.admin, fixture.firm), (otherAdmin, otherFirm)] {
+                    let answer = try Self.json(fixture.call("GET", user: user))
+                    #expect(answer["firm_id"] as? String == firm.uuidString.lowercased())
+                    let mappings = (answer["settings"] as? [String: Any])?["case_type_mappings"] as? [String: String]
+                    #expect(mappings == (firm == fixture.firm ? ["asylum": "A-only"] : [:]))
+                }
+            }
         }
     }
 

@@ -21,9 +21,18 @@ public struct Caller: Sendable, Equatable {
 /// policy reads; the settings vanish at COMMIT/ROLLBACK, so a pooled connection never carries
 /// one request's tenant into the next.
 public enum Tenancy {
+    /// The statement that binds the transaction to the user's firm; its result feeds `caller`.
+    public static func authenticate(_ userID: UUID) -> Statement {
+        Statement("SELECT firm_id, role FROM app_authenticate($1::uuid)", [userID])
+    }
+
     public static func enter(_ connection: Connection, userID: UUID) throws -> Caller {
-        let result = try connection.execute(
-            "SELECT firm_id, role FROM app_authenticate($1::uuid)", [userID])
+        let statement = authenticate(userID)
+        return try caller(from: try connection.execute(statement.sql, statement.parameters), userID: userID)
+    }
+
+    /// The caller from `authenticate`'s result: 401 for an unknown user, 403 without a firm.
+    public static func caller(from result: QueryResult, userID: UUID) throws -> Caller {
         guard let row = result.first else {
             throw HTTPError(
                 .unauthorized, code: "unknown_user", "The token's user does not exist",

@@ -25,10 +25,13 @@ public struct StatusHandler: Handler {
         switch request.method {
         case "GET", "HEAD":
             let userID = try authenticator.userID(for: request)
-            return try database.transaction(readOnly: true) { connection in
-                let caller = try Tenancy.enter(connection, userID: userID)
-                return Response.json(try Self.status(connection, caller: caller))
-            }
+            // BEGIN, authenticate, the status query and COMMIT travel in one round trip. If the
+            // user is unknown or has no firm, app_authenticate set no firm and row-level
+            // security gave the status query nothing; the caller check below answers 401/403.
+            let results = try database.pipelinedTransaction(
+                readOnly: true, [Tenancy.authenticate(userID), Statement(Self.statusQuery, [Self.platform])])
+            let caller = try Tenancy.caller(from: results[0], userID: userID)
+            return Response.json(try Self.status(from: results[1].single(), caller: caller))
         case "PUT", "PATCH":
             let userID = try authenticator.userID(for: request)
             // The body is checked for shape before any database work; field values that need the
@@ -71,25 +74,33 @@ public struct StatusHandler: Handler {
         Set(try connection.execute("SELECT key FROM case_types").rows.map { try $0.string("key") })
     }
 
-    /// The answer for GET and for a successful update. Row-level security limits both queries
-    /// to the caller's firm.
-    static func status(_ connection: Connection, caller: Caller) throws -> [String: Any] {
-        let integration = try connection.execute(
-            """
-            SELECT is_active, access_token IS NOT NULL AS has_token, token_expires_at,
-                   refresh_token_expires_at, settings, smokeball_account_id, account_info, region, connected_at
-            FROM firm_integrations WHERE platform = $1
-            """, [platform]
-        ).first
-        let lastSync = try connection.execute(
-            """
+    /// The caller's integration row (if any) with its latest sync event, as exactly one row.
+    /// Row-level security limits both tables to the caller's firm.
+    static let statusQuery = """
+        SELECT i.is_active, i.access_token IS NOT NULL AS has_token, i.token_expires_at,
+               i.refresh_token_expires_at, i.settings, i.smokeball_account_id, i.account_info, i.region,
+               i.connected_at, i.id IS NOT NULL AS has_integration,
+               s.action AS sync_action, s.status AS sync_status, s.matter_id AS sync_matter_id,
+               s.upload_id AS sync_upload_id, s.external_id AS sync_external_id,
+               s.error_message AS sync_error_message, s.created_at AS sync_created_at
+        FROM (SELECT 1) AS one
+        LEFT JOIN firm_integrations i ON i.platform = $1
+        LEFT JOIN LATERAL (
             SELECT action, status, matter_id, upload_id, external_id, error_message, created_at
-            FROM integration_sync_logs l
-            WHERE l.integration_id IN (SELECT id FROM firm_integrations WHERE platform = $1)
-            ORDER BY created_at DESC LIMIT 1
-            """, [platform]
-        ).first
+            FROM integration_sync_logs l WHERE l.integration_id = i.id
+            ORDER BY l.created_at DESC LIMIT 1
+        ) s ON true
+        """
 
+    /// The answer for a successful update, read in the update's transaction.
+    static func status(_ connection: Connection, caller: Caller) throws -> [String: Any] {
+        try status(from: try connection.execute(statusQuery, [platform]).single(), caller: caller)
+    }
+
+    /// The answer from `statusQuery`'s row.
+    static func status(from row: Row, caller: Caller) throws -> [String: Any] {
+        let integration: Row? = try row.bool("has_integration") ? row : nil
+        let lastSync: Row? = try row.optionalString("sync_action") != nil ? row : nil
         var settings = IntegrationSettings.defaults
         var answer: [String: Any] = [
             "platform": platform, "firm_id": caller.firmID.uuidString.lowercased(),
@@ -127,13 +138,13 @@ public struct StatusHandler: Handler {
         answer["settings"] = settings.jsonObject
         if let lastSync {
             answer["last_sync"] = [
-                "action": try lastSync.string("action"),
-                "status": try lastSync.string("status"),
-                "matter_id": JSONValues.orNull(try lastSync.optionalUUID("matter_id")?.uuidString.lowercased()),
-                "upload_id": JSONValues.orNull(try lastSync.optionalUUID("upload_id")?.uuidString.lowercased()),
-                "external_id": JSONValues.orNull(try lastSync.optionalString("external_id")),
-                "error_message": JSONValues.orNull(try lastSync.optionalString("error_message")),
-                "created_at": JSONValues.timestamp(try lastSync.date("created_at")),
+                "action": try lastSync.string("sync_action"),
+                "status": try lastSync.string("sync_status"),
+                "matter_id": JSONValues.orNull(try lastSync.optionalUUID("sync_matter_id")?.uuidString.lowercased()),
+                "upload_id": JSONValues.orNull(try lastSync.optionalUUID("sync_upload_id")?.uuidString.lowercased()),
+                "external_id": JSONValues.orNull(try lastSync.optionalString("sync_external_id")),
+                "error_message": JSONValues.orNull(try lastSync.optionalString("sync_error_message")),
+                "created_at": JSONValues.timestamp(try lastSync.date("sync_created_at")),
             ]
         } else {
             answer["last_sync"] = NSNull()

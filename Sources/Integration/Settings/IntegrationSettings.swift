@@ -32,8 +32,8 @@ public struct IntegrationSettings: Sendable, Equatable {
     }
 
     public var jsonText: String {
-        let data = try? JSONSerialization.data(withJSONObject: jsonObject, options: [.sortedKeys])
-        return data.flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
+        // Booleans and strings only: encoding cannot fail.
+        String(decoding: (try? JSONWriter.encode(jsonObject)) ?? Array("{}".utf8), as: UTF8.self)
     }
 
     /// Reads stored settings leniently: a stored value of the wrong shape falls back to its

@@ -1,0 +1,105 @@
+import CLibPQ
+
+/// One parameterised statement for a pipeline.
+public struct Statement {
+    public let sql: String
+    public let parameters: [any SQLValueConvertible]
+
+    public init(_ sql: String, _ parameters: [any SQLValueConvertible] = []) {
+        self.sql = sql
+        self.parameters = parameters
+    }
+}
+
+extension Connection {
+    /// Sends every statement, then one sync, and reads all the answers: one network round trip
+    /// instead of one per statement (libpq pipeline mode). Statements run in order; after the
+    /// first failure the server skips the rest, and that failure is thrown.
+    ///
+    /// Without an explicit `BEGIN` the statements form one implicit transaction; with one, the
+    /// caller ends it (see `pipelinedTransaction`).
+    ///
+    /// Each distinct SQL text is prepared once per session (its first use costs one extra
+    /// round trip), so the server parses and plans it once instead of on every request;
+    /// planning was half of PostgreSQL's time per status request.
+    public func pipeline(_ statements: [Statement]) throws(DatabaseError) -> [QueryResult] {
+        var names: [String?] = []
+        for statement in statements { names.append(try preparedName(for: statement)) }
+        guard PQenterPipelineMode(handle) == 1 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
+        // Leaving pipeline mode fails only while answers are still pending, i.e. when the
+        // connection broke part-way; such a session is dropped rather than reused.
+        defer { if PQexitPipelineMode(handle) != 1 { isPoisoned = true } }
+        for (statement, name) in zip(statements, names) {
+            let texts = statement.parameters.map { $0.sqlValue.wireText }
+            let sent = withOptionalCStringArray(texts) { pointers in
+                if let name {
+                    PQsendQueryPrepared(handle, name, Int32(texts.count), pointers, nil, nil, 0)
+                } else {
+                    PQsendQueryParams(handle, statement.sql, Int32(texts.count), nil, pointers, nil, nil, 0)
+                }
+            }
+            guard sent == 1 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
+        }
+        guard PQpipelineSync(handle) == 1, PQflush(handle) == 0 else {
+            throw DatabaseError(isConnected ? .query : .connectionLost)
+        }
+
+        var results: [QueryResult] = []
+        var failure: DatabaseError?
+        for _ in statements {
+            // Each statement's answer is one result followed by a NULL.
+            guard let result = PQgetResult(handle) else { throw DatabaseError(.connectionLost) }
+            switch PQresultStatus(result) {
+            case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+                results.append(QueryResult(owning: result))
+            case PGRES_PIPELINE_ABORTED:
+                PQclear(result)
+            default:
+                if failure == nil { failure = Self.error(from: result, connected: isConnected) }
+                PQclear(result)
+            }
+            while let extra = PQgetResult(handle) { PQclear(extra) }
+            guard isConnected else { throw failure ?? DatabaseError(.connectionLost) }
+        }
+        // The sync point's own result ends the pipeline.
+        guard let sync = PQgetResult(handle) else { throw failure ?? DatabaseError(.connectionLost) }
+        let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
+        PQclear(sync)
+        if let failure { throw failure }
+        guard synced else { throw DatabaseError(.query) }
+        return results
+    }
+
+    /// The session's name for `statement`, preparing it on first use. Only code-defined SQL
+    /// reaches here, so the set is small; past the cap, statements are sent unprepared (nil).
+    func preparedName(for statement: Statement) throws(DatabaseError) -> String? {
+        if let name = preparedStatements[statement.sql] { return name }
+        guard preparedStatements.count < Self.preparedStatementLimit else { return nil }
+        let name = "casehug_\(preparedStatements.count + 1)"
+        guard let result = PQprepare(handle, name, statement.sql, 0, nil) else {
+            throw DatabaseError(isConnected ? .query : .connectionLost)
+        }
+        defer { PQclear(result) }
+        guard PQresultStatus(result) == PGRES_COMMAND_OK else { throw Self.error(from: result, connected: isConnected) }
+        preparedStatements[statement.sql] = name
+        return name
+    }
+
+    static let preparedStatementLimit = 100
+
+    /// `BEGIN [READ ONLY]`, the statements and `COMMIT` in one round trip; returns the
+    /// statements' results. On any failure the transaction is rolled back before throwing.
+    public func pipelinedTransaction(readOnly: Bool = false, _ statements: [Statement]) throws(DatabaseError)
+        -> [QueryResult]
+    {
+        let all = [Statement(readOnly ? "BEGIN READ ONLY" : "BEGIN")] + statements + [Statement("COMMIT")]
+        do {
+            let results = try pipeline(all)
+            return Array(results.dropFirst().dropLast())
+        } catch {
+            // A failed statement leaves the explicit transaction open and aborted.
+            if isConnected, PQtransactionStatus(handle) != PQTRANS_IDLE { _ = try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+}
