@@ -11,6 +11,7 @@ let package = Package(
     products: routes.map { .executable(name: $0, targets: [$0]) } + [
         .executable(name: "hello", targets: ["hello"]),
         .executable(name: "casehug-admin", targets: ["casehug-admin"]),
+        .executable(name: "smokeball-sandbox", targets: ["smokeball-sandbox"]),
     ],
     targets: [
         // C system libraries: a module map and a shim header each.
@@ -28,12 +29,16 @@ let package = Package(
         // The integration core: auth, tenancy, settings, route handlers.
         .target(name: "Integration", dependencies: ["FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
 
+        // The local Smokeball: auth server, API subset, rate limit, admin (issue #3).
+        .target(name: "SmokeballSandbox", dependencies: ["FastCGI", "PostgreSQL", "Cryptography"]),
+
         // Route executables: a few lines each.
         .executableTarget(name: "status", dependencies: ["FastCGI", "Integration"]),
         // The benchmark's ceiling: the same runtime answering a constant.
         .executableTarget(name: "hello", dependencies: ["FastCGI"]),
         // Migrations, demo seed, token minting for scripts.
         .executableTarget(name: "casehug-admin", dependencies: ["Integration"]),
+        .executableTarget(name: "smokeball-sandbox", dependencies: ["FastCGI", "SmokeballSandbox"]),
 
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"]),
         .testTarget(name: "PostgreSQLTests", dependencies: ["PostgreSQL"]),
@@ -42,6 +47,11 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["Integration", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "SandboxTests",
+            dependencies: ["SmokeballSandbox", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"],
             resources: [.copy("Fixtures")]
         ),
     ]

@@ -93,7 +93,8 @@ ensure_secrets() {
         log "created ${file}"
     fi
     chmod 0600 "${file}"
-    for key in CASEHUG_JWT_SECRET TOKEN_ENCRYPTION_KEY PG_SUPERUSER_PASSWORD APP_DB_PASSWORD; do
+    for key in CASEHUG_JWT_SECRET TOKEN_ENCRYPTION_KEY PG_SUPERUSER_PASSWORD APP_DB_PASSWORD \
+        SANDBOX_CLIENT_SECRET SANDBOX_API_KEY SANDBOX_USER_PASSWORD; do
         if grep -q "^${key}=" "${file}"; then
             continue
         fi

@@ -15,10 +15,14 @@ final class RunningService {
     private let nginxConfig: String
     let environment: [String: String]
 
+    /// Set when the service was started with a sandbox: its own nginx server on this port.
+    let sandboxPort: Int?
+
     var baseURL: String { "http://127.0.0.1:\(port)" }
+    var sandboxURL: String { "http://127.0.0.1:\(sandboxPort ?? 0)" }
     var socketsDirectory: URL { directory.appendingPathComponent("sockets") }
 
-    init(routes names: [String], databaseURL: String, workers: Int = 2) throws {
+    init(routes names: [String], databaseURL: String, workers: Int = 2, sandboxDatabaseURL: String? = nil) throws {
         directory = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("casehug-e2e-" + ServiceDatabase.randomSuffix())
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -38,15 +42,21 @@ final class RunningService {
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
         ]
         port = try Self.freePort()
+        sandboxPort = sandboxDatabaseURL == nil ? nil : try Self.freePort()
         nginxConfig = directory.appendingPathComponent("nginx/nginx.conf").path
         do {
             for name in names { try startRoute(name, workers: workers) }
-            try Self.runTool(
-                TestEnvironment.renderNginx,
-                [
-                    "--prefix", directory.appendingPathComponent("nginx").path, "--listen", "127.0.0.1:\(port)",
-                    "--sockets", sockets.path, "--routes", names.joined(separator: " "),
-                ])
+            var render = [
+                "--prefix", directory.appendingPathComponent("nginx").path, "--listen", "127.0.0.1:\(port)",
+                "--sockets", sockets.path, "--routes", names.joined(separator: " "),
+            ]
+            if let sandboxDatabaseURL, let sandboxPort {
+                try startRoute(
+                    "smokeball-sandbox", workers: workers,
+                    extraEnvironment: ["SANDBOX_DATABASE_URL": sandboxDatabaseURL])
+                render += ["--sandbox-listen", "127.0.0.1:\(sandboxPort)"]
+            }
+            try Self.runTool(TestEnvironment.renderNginx, render)
             try Self.runTool(
                 TestEnvironment.nginx,
                 [
@@ -62,14 +72,14 @@ final class RunningService {
 
     deinit { stop() }
 
-    func startRoute(_ name: String, workers: Int = 2) throws {
+    func startRoute(_ name: String, workers: Int = 2, extraEnvironment: [String: String] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent(name)
         let socket = socketsDirectory.appendingPathComponent("\(name).sock").path
         var arguments = ["--socket", socket, "--workers", String(workers)]
         if geteuid() == 0 { arguments += ["--socket-group", "www-data"] }
         process.arguments = arguments
-        process.environment = environment
+        process.environment = environment.merging(extraEnvironment) { $1 }
         let log = directory.appendingPathComponent("logs/\(name).log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
             throw HarnessError(message: "cannot create \(log.path)")
@@ -117,14 +127,14 @@ final class RunningService {
 
     func send(
         _ method: String, _ path: String, token: String? = nil, headers: [(String, String)] = [], body: [UInt8] = [],
-        contentType: String? = nil
+        contentType: String? = nil, base: String? = nil
     ) throws -> HTTPResponse {
         var all = headers
         if let token { all.append(("Authorization", "Bearer " + token)) }
         if let contentType { all.append(("Content-Type", contentType)) }
         let client = try HTTPClient()
         return try client.send(
-            HTTPRequest(method: method, url: baseURL + path, headers: all, body: body, timeout: 15))
+            HTTPRequest(method: method, url: (base ?? baseURL) + path, headers: all, body: body, timeout: 15))
     }
 
     private func waitUntilServing() throws {

@@ -1,0 +1,187 @@
+import Cryptography
+import FastCGI
+import Foundation
+import PostgreSQL
+
+/// Loopback-only controls for tests and demos: register partners, create firm accounts with
+/// sign-in users, revoke a firm's grant, read the request log, reset. JSON in, JSON out.
+///
+///     POST /_sandbox/clients    {client_id, client_secret, api_key, redirect_uris[], rate_per_second?, burst?,
+///                                access_ttl_seconds?, refresh_ttl_seconds?}
+///     POST /_sandbox/accounts   {id?, name, region?, users: [{email, password, first_name?, last_name?}]}
+///     POST /_sandbox/revoke     {account_id, client_id?}
+///     GET  /_sandbox/requests?client_id=..&after_id=..
+///     POST /_sandbox/reset
+struct SandboxAdmin {
+    let database: Database
+    let now: Date
+
+    func handle(_ request: Request) throws -> Response {
+        guard ["127.0.0.1", "::1", ""].contains(request.remoteAddress) else {
+            throw SandboxFailure.problem(.forbidden, "Forbidden", "Admin endpoints answer loopback callers only")
+        }
+        switch (request.method, request.path) {
+        case ("POST", "/_sandbox/clients"): return try registerClient(try body(request))
+        case ("POST", "/_sandbox/accounts"): return try createAccount(try body(request))
+        case ("POST", "/_sandbox/revoke"): return try revoke(try body(request))
+        case ("GET", "/_sandbox/requests"): return try requests(request)
+        case ("POST", "/_sandbox/reset"): return try reset()
+        default: throw SandboxFailure.problem(.notFound, "Not Found", "No such admin endpoint")
+        }
+    }
+
+    func body(_ request: Request) throws -> [String: Any] {
+        do {
+            return try request.jsonObject()
+        } catch {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", error.message)
+        }
+    }
+
+    static func string(_ body: [String: Any], _ key: String) throws -> String {
+        guard let value = body[key] as? String, !value.isEmpty else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "\(key) must be a non-empty string")
+        }
+        return value
+    }
+
+    static func number(_ body: [String: Any], _ key: String, default value: Double) throws -> Double {
+        guard let raw = body[key] else { return value }
+        guard let number = raw as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue > 0 else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "\(key) must be a positive number")
+        }
+        return number.doubleValue
+    }
+
+    func registerClient(_ body: [String: Any]) throws -> Response {
+        let clientID = try Self.string(body, "client_id")
+        let secret = try Self.string(body, "client_secret")
+        let apiKey = try Self.string(body, "api_key")
+        guard let uris = body["redirect_uris"] as? [String], !uris.isEmpty, uris.allSatisfy({ !$0.isEmpty }) else {
+            throw SandboxFailure.problem(
+                .badRequest, "Bad Request", "redirect_uris must be a non-empty array of strings")
+        }
+        let rate = try Self.number(body, "rate_per_second", default: 5)
+        let burst = try Self.number(body, "burst", default: 5)
+        let accessTTL = Int(try Self.number(body, "access_ttl_seconds", default: 3600))
+        let refreshTTL = Int(try Self.number(body, "refresh_ttl_seconds", default: 2_592_000))
+        guard burst >= 1, accessTTL >= 1, refreshTTL >= 1 else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "burst and lifetimes must be at least 1")
+        }
+        try database.transaction { connection in
+            try connection.execute(
+                """
+                INSERT INTO sb_clients (client_id, secret_sha256, api_key_sha256, redirect_uris, rate_per_second, burst,
+                                        access_ttl_seconds, refresh_ttl_seconds)
+                VALUES ($1, $2, $3, ARRAY(SELECT json_array_elements_text($4::json)), $5, $6, $7, $8)
+                ON CONFLICT (client_id) DO UPDATE SET secret_sha256 = EXCLUDED.secret_sha256,
+                    api_key_sha256 = EXCLUDED.api_key_sha256, redirect_uris = EXCLUDED.redirect_uris,
+                    rate_per_second = EXCLUDED.rate_per_second, burst = EXCLUDED.burst,
+                    access_ttl_seconds = EXCLUDED.access_ttl_seconds, refresh_ttl_seconds = EXCLUDED.refresh_ttl_seconds
+                """,
+                [
+                    clientID, Secrets.digest(secret), Secrets.digest(apiKey),
+                    SQLValue.json(String(decoding: try JSONWriter.encode(uris), as: UTF8.self)), rate, burst, accessTTL,
+                    refreshTTL,
+                ])
+            // A changed rate starts from a full bucket.
+            try connection.execute("DELETE FROM sb_rate_buckets WHERE client_id = $1", [clientID])
+        }
+        return Response.json(["client_id": clientID], status: .created)
+    }
+
+    func createAccount(_ body: [String: Any]) throws -> Response {
+        let name = try Self.string(body, "name")
+        let region = (body["region"] as? String) ?? "US"
+        guard ["US", "AU", "UK"].contains(region) else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "region must be US, AU or UK")
+        }
+        var accountID = UUID()
+        if let given = body["id"] {
+            guard let text = given as? String, let parsed = UUID(uuidString: text) else {
+                throw SandboxFailure.problem(.badRequest, "Bad Request", "id must be a uuid")
+            }
+            accountID = parsed
+        }
+        let users = (body["users"] as? [[String: Any]]) ?? []
+        let created = try database.transaction { connection -> [[String: Any]] in
+            // Idempotent, so `scripts/run` can create its demo account on every start.
+            try connection.execute(
+                """
+                INSERT INTO sb_accounts (id, name, region) VALUES ($1, $2, $3)
+                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region = EXCLUDED.region
+                """, [accountID, name, region])
+            return try users.map { user in
+                let email = try Self.string(user, "email").lowercased()
+                let password = try Self.string(user, "password")
+                let salt = SecureRandom.bytes(16)
+                let userID = try connection.execute(
+                    """
+                    INSERT INTO sb_users (id, account_id, email, first_name, last_name, password_salt, password_digest)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    ON CONFLICT (email) DO UPDATE SET account_id = EXCLUDED.account_id,
+                        first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
+                        password_salt = EXCLUDED.password_salt, password_digest = EXCLUDED.password_digest
+                    RETURNING id
+                    """,
+                    [
+                        UUID(), accountID, email, (user["first_name"] as? String) ?? "Demo",
+                        (user["last_name"] as? String) ?? "User", salt, Secrets.passwordDigest(password, salt: salt),
+                    ]
+                ).single().uuid("id")
+                return ["id": userID.uuidString.lowercased(), "email": email]
+            }
+        }
+        return Response.json(["id": accountID.uuidString.lowercased(), "users": created], status: .created)
+    }
+
+    /// A firm revoking the integration's access: every token of the account (for one client or
+    /// all) stops working at once.
+    func revoke(_ body: [String: Any]) throws -> Response {
+        guard let text = body["account_id"] as? String, let accountID = UUID(uuidString: text) else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "account_id must be a uuid")
+        }
+        let clientID = body["client_id"] as? String
+        let revoked = try database.withConnection { connection in
+            try connection.execute(
+                """
+                UPDATE sb_tokens SET revoked_at = $3
+                WHERE account_id = $1 AND ($2::text IS NULL OR client_id = $2) AND revoked_at IS NULL
+                """, [accountID, clientID, now]
+            ).affectedRows
+        }
+        return Response.json(["revoked": revoked])
+    }
+
+    func requests(_ request: Request) throws -> Response {
+        let after = Int64(request.queryValue("after_id") ?? "0") ?? 0
+        let rows = try database.withConnection { connection in
+            try connection.execute(
+                """
+                SELECT id, client_id, method, path, request_id, status, at FROM sb_requests
+                WHERE id > $1 AND ($2::text IS NULL OR client_id = $2) ORDER BY id LIMIT 10000
+                """, [after, request.queryValue("client_id")]
+            ).rows
+        }
+        let formatter = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        let items: [[String: Any]] = try rows.map { row in
+            [
+                "id": try row.int("id"), "client_id": (try row.optionalString("client_id")) ?? NSNull(),
+                "method": try row.string("method"), "path": try row.string("path"),
+                "request_id": (try row.optionalString("request_id")) ?? NSNull(), "status": try row.int("status"),
+                "at": try row.date("at").formatted(formatter),
+            ]
+        }
+        return Response.json(["requests": items])
+    }
+
+    func reset() throws -> Response {
+        try database.withConnection { connection in
+            try connection.executeScript(
+                """
+                TRUNCATE sb_requests, sb_rate_buckets, sb_tokens, sb_auth_codes, sb_users, sb_accounts, sb_clients
+                """)
+        }
+        return Response(status: .noContent)
+    }
+}

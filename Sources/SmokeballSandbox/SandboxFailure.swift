@@ -1,0 +1,72 @@
+import FastCGI
+import Foundation
+
+/// A refusal in the form Smokeball gives it: ProblemDetails for the API, OAuth's JSON error for
+/// the token endpoint, an HTML page where a browser is talking to the authorize endpoint.
+enum SandboxFailure: Error {
+    case problem(HTTPStatus, String, String, headers: [(String, String)] = [])
+    case oauth(HTTPStatus, String, String, headers: [(String, String)] = [])
+    case page(HTTPStatus, String)
+
+    func response(requestID: String?) -> Response {
+        var echoed: [(String, String)] = []
+        if let requestID, !requestID.isEmpty { echoed.append(("RequestId", requestID)) }
+        switch self {
+        case .problem(let status, let title, let detail, let headers):
+            var response = Response.json(
+                [
+                    "type": "https://httpstatuses.io/\(status.code)", "title": title, "status": status.code,
+                    "detail": detail,
+                ], status: status, headers: headers + echoed)
+            response.headers = response.headers.map {
+                $0.0 == "Content-Type" ? ("Content-Type", "application/problem+json") : $0
+            }
+            return response
+        case .oauth(let status, let error, let description, let headers):
+            return Response.json(
+                ["error": error, "error_description": description], status: status,
+                headers: headers + [("Cache-Control", "no-store"), ("Pragma", "no-cache")])
+        case .page(let status, let message):
+            return HTMLPage.error(status: status, message: message)
+        }
+    }
+}
+
+/// Minimal HTML for the authorize endpoint. Every interpolated value is escaped.
+enum HTMLPage {
+    static func escape(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.count)
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    static func response(status: HTTPStatus = .ok, title: String, body: String) -> Response {
+        let html = """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title></head>
+            <body><main>\(body)</main></body></html>
+            """
+        return Response(
+            status: status,
+            headers: [
+                ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+                ("X-Frame-Options", "DENY"), ("Content-Security-Policy", "default-src 'none'; form-action 'self'"),
+            ], body: Array(html.utf8))
+    }
+
+    static func error(status: HTTPStatus, message: String) -> Response {
+        response(
+            status: status, title: "Smokeball sign-in error",
+            body: "<h1>Sign-in error</h1><p id=\"error\">\(escape(message))</p>")
+    }
+}

@@ -1,0 +1,69 @@
+import FastCGI
+import Foundation
+import PostgreSQL
+
+/// The local Smokeball: one FastCGI handler for the auth server (`/oauth2/...`), the API and
+/// the loopback-only admin endpoints (`/_sandbox/...`). Every sandbox process shares state
+/// through its own PostgreSQL database, so tokens, rate-limit buckets and the request log are
+/// the same whichever process answers.
+public struct SandboxHandler: Handler {
+    public let route = "smokeball-sandbox"
+    let database: Database
+    let clock: @Sendable () -> Date
+
+    public init(database: Database, clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.database = database
+        self.clock = clock
+    }
+
+    public init(configuration: SandboxConfiguration) {
+        self.init(database: Database(url: configuration.databaseURL, applicationName: "smokeball-sandbox"))
+    }
+
+    public func handle(_ request: Request, _ context: RequestContext) throws -> Response {
+        do {
+            return try route(request, context)
+        } catch let failure as SandboxFailure {
+            return failure.response(requestID: request.header("requestid"))
+        } catch let error as DatabaseError where error.isUnavailable {
+            context.log.error("sandbox_database_unavailable", ["error": error.description])
+            return SandboxFailure.problem(
+                .serviceUnavailable, "Service Unavailable", "The sandbox database is unavailable"
+            )
+            .response(requestID: request.header("requestid"))
+        }
+    }
+
+    func route(_ request: Request, _ context: RequestContext) throws -> Response {
+        let path = request.path
+        if path == "/oauth2/authorize" || path == "/oauth2/token" {
+            return try OAuthServer(database: database, now: clock()).handle(request)
+        }
+        if path.hasPrefix("/_sandbox/") {
+            return try SandboxAdmin(database: database, now: clock()).handle(request)
+        }
+        return try APIServer(database: database, now: clock()).handle(request, context)
+    }
+}
+
+/// Where the sandbox keeps its state, read once at start.
+public struct SandboxConfiguration: Sendable {
+    public let databaseURL: String
+
+    public init(databaseURL: String) {
+        self.databaseURL = databaseURL
+    }
+
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> SandboxConfiguration
+    {
+        guard let url = environment["SANDBOX_DATABASE_URL"], !url.isEmpty else {
+            throw SandboxConfigurationError()
+        }
+        return SandboxConfiguration(databaseURL: url)
+    }
+}
+
+public struct SandboxConfigurationError: Error, CustomStringConvertible {
+    public var description: String { "SANDBOX_DATABASE_URL is not set" }
+}

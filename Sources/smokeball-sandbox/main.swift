@@ -1,0 +1,4 @@
+import FastCGI
+import SmokeballSandbox
+
+FastCGIServer.run { SandboxHandler(configuration: try .fromEnvironment()) }

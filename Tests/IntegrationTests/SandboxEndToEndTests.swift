@@ -1,0 +1,161 @@
+import Cryptography
+import Foundation
+import HTTPClient
+import PostgreSQL
+import Testing
+
+/// The Smokeball sandbox as the service will meet it: its own executable with several worker
+/// processes behind nginx on its own port, spoken to over HTTP with the project's libcurl client.
+@Suite(.serialized) struct SandboxEndToEndTests {
+    static let clientID = "e2e-client"
+    static let clientSecret = "e2e-client-secret-value"
+    static let apiKey = "e2e-api-key-value"
+    static let redirectURI = "http://127.0.0.1:8080/api/v1/integrations/smokeball/callback"
+
+    /// A database migrated with `migrations/sandbox`, dropped afterwards.
+    struct SandboxStore {
+        let name = "sandbox_e2e_" + ServiceDatabase.randomSuffix()
+        var url: String { TestEnvironment.databaseURL(TestEnvironment.adminURL, database: name) }
+
+        func create() throws {
+            try Connection(url: TestEnvironment.adminURL).executeScript("CREATE DATABASE \(name)")
+            let directory = URL(fileURLWithPath: TestEnvironment.migrationsDirectory).appendingPathComponent("sandbox")
+            _ = try Migrator(directory: directory.path).apply(on: try Connection(url: url))
+        }
+
+        func drop() {
+            _ = try? Connection(url: TestEnvironment.adminURL).executeScript(
+                "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        }
+    }
+
+    static func withSandbox(rate: Double, burst: Double, _ body: (RunningService) throws -> Void) throws {
+        let store = SandboxStore()
+        try store.create()
+        defer { store.drop() }
+        let database = try ServiceDatabase.create()
+        defer { database.drop() }
+        let service = try RunningService(
+            routes: ["status"], databaseURL: database.appURL, workers: 4, sandboxDatabaseURL: store.url)
+        defer { service.stop() }
+        let client = try service.send(
+            "POST", "/_sandbox/clients",
+            body: json([
+                "client_id": clientID, "client_secret": clientSecret, "api_key": apiKey,
+                "redirect_uris": [redirectURI], "rate_per_second": rate, "burst": burst,
+            ]), contentType: "application/json", base: service.sandboxURL)
+        #expect(client.status == 201)
+        let account = try service.send(
+            "POST", "/_sandbox/accounts",
+            body: json(["name": "E2E Firm", "users": [["email": "e2e@firm.test", "password": "e2e-password"]]]),
+            contentType: "application/json", base: service.sandboxURL)
+        #expect(account.status == 201)
+        try body(service)
+    }
+
+    static func json(_ object: [String: Any]) -> [UInt8] {
+        (try? JSONSerialization.data(withJSONObject: object)).map { [UInt8]($0) } ?? []
+    }
+
+    static func form(_ fields: [(String, String)]) -> [UInt8] {
+        Array(FormURLEncoding.encode(fields).utf8)
+    }
+
+    @Test func aFirmConnectsThroughTheSandboxOverHTTP() throws {
+        try Self.withSandbox(rate: 50, burst: 50) { service in
+            let verifier = SecureRandom.token(byteCount: 48)
+            let challenge = Base64URL.encode(SHA256.hash(Array(verifier.utf8)))
+            let authorizeURL = URLQuery.build(
+                base: "/oauth2/authorize",
+                [
+                    ("response_type", "code"), ("client_id", Self.clientID), ("redirect_uri", Self.redirectURI),
+                    ("state", "e2e-state"), ("code_challenge", challenge), ("code_challenge_method", "S256"),
+                ])
+            let page = try service.send("GET", authorizeURL, base: service.sandboxURL)
+            #expect(page.status == 200)
+            #expect(page.header("Content-Type")?.hasPrefix("text/html") == true)
+
+            let signIn = try service.send(
+                "POST", "/oauth2/authorize",
+                body: Self.form([
+                    ("response_type", "code"), ("client_id", Self.clientID), ("redirect_uri", Self.redirectURI),
+                    ("state", "e2e-state"), ("code_challenge", challenge), ("code_challenge_method", "S256"),
+                    ("username", "e2e@firm.test"), ("password", "e2e-password"), ("decision", "allow"),
+                ]), contentType: "application/x-www-form-urlencoded", base: service.sandboxURL)
+            #expect(signIn.status == 302)
+            let location = try #require(signIn.header("Location").flatMap { URLComponents(string: $0) })
+            let items = Dictionary(uniqueKeysWithValues: (location.queryItems ?? []).map { ($0.name, $0.value ?? "") })
+            #expect(items["state"] == "e2e-state")
+            let code = try #require(items["code"])
+
+            let basic = "Basic " + Data("\(Self.clientID):\(Self.clientSecret)".utf8).base64EncodedString()
+            let tokens = try service.send(
+                "POST", "/oauth2/token", headers: [("Authorization", basic)],
+                body: Self.form([
+                    ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", Self.redirectURI),
+                    ("code_verifier", verifier),
+                ]), contentType: "application/x-www-form-urlencoded", base: service.sandboxURL)
+            #expect(tokens.status == 200)
+            let access = try #require(tokens.jsonObject["access_token"] as? String)
+
+            let types = try service.send(
+                "GET", "/mattertypes?Limit=2", token: access,
+                headers: [("x-api-key", Self.apiKey), ("RequestId", "e2e-req-1")], base: service.sandboxURL)
+            #expect(types.status == 200)
+            #expect(types.header("RequestId") == "e2e-req-1")
+            #expect(types.jsonObject["limit"] as? Int == 2)
+
+            // The admin paths are served to loopback callers through nginx.
+            let log = try service.send("GET", "/_sandbox/requests", base: service.sandboxURL)
+            let requests = log.jsonObject["requests"] as? [[String: Any]] ?? []
+            #expect(requests.map { $0["request_id"] as? String } == ["e2e-req-1"])
+        }
+    }
+
+    /// Eight clients flood four sandbox processes: the partner's bucket holds across processes,
+    /// every refusal carries Retry-After, and the request log has each request exactly once.
+    @Test func theRateLimitHoldsAcrossSandboxProcesses() throws {
+        let rate = 10.0
+        let burst = 5.0
+        try Self.withSandbox(rate: rate, burst: burst) { service in
+            let basic = "Basic " + Data("\(Self.clientID):\(Self.clientSecret)".utf8).base64EncodedString()
+            let granted = try service.send(
+                "POST", "/oauth2/token", headers: [("Authorization", basic)],
+                body: Self.form([("grant_type", "client_credentials")]),
+                contentType: "application/x-www-form-urlencoded", base: service.sandboxURL)
+            let token = try #require(granted.jsonObject["access_token"] as? String)
+            final class Tally: @unchecked Sendable {
+                let lock = NSLock()
+                var statuses: [Int] = []
+                var missingRetryAfter = 0
+            }
+            let tally = Tally()
+            let duration: TimeInterval = 2
+            let started = Date()
+            let url = service.sandboxURL + "/mattertypes"
+            DispatchQueue.concurrentPerform(iterations: 8) { _ in
+                guard let client = try? HTTPClient() else { return }
+                while Date().timeIntervalSince(started) < duration {
+                    // No account in the path: answered 404 after the rate limit, which is enough here.
+                    let request = HTTPRequest(
+                        url: url, headers: [("x-api-key", Self.apiKey), ("Authorization", "Bearer " + token)],
+                        timeout: 10)
+                    guard let response = try? client.send(request) else { continue }
+                    tally.lock.lock()
+                    tally.statuses.append(response.status)
+                    if response.status == 429, response.header("Retry-After") == nil { tally.missingRetryAfter += 1 }
+                    tally.lock.unlock()
+                }
+            }
+            let elapsed = Date().timeIntervalSince(started)
+            let admitted = tally.statuses.filter { $0 != 429 }.count
+            #expect(Double(admitted) <= rate * elapsed + burst)
+            #expect(Double(admitted) >= rate * duration * 0.5)
+            #expect(tally.statuses.contains(429))
+            #expect(tally.missingRetryAfter == 0)
+            let log = try service.send("GET", "/_sandbox/requests", base: service.sandboxURL)
+            let logged = (log.jsonObject["requests"] as? [[String: Any]] ?? []).compactMap { $0["status"] as? Int }
+            #expect(logged.sorted() == tally.statuses.sorted())
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import FastCGI
+import Foundation
+import PostgreSQL
+import Testing
+
+@testable import SmokeballSandbox
+
+/// A migrated sandbox database per test (copied from a template migrated once per process),
+/// one registered partner and one firm account with a sign-in user, and helpers that call the
+/// sandbox handler the way nginx would.
+final class SandboxFixture: @unchecked Sendable {
+    static let adminURL: String = {
+        guard let url = ProcessInfo.processInfo.environment["TEST_ADMIN_DATABASE_URL"] else {
+            fatalError("TEST_ADMIN_DATABASE_URL is not set: run the tests with scripts/test")
+        }
+        return url
+    }()
+    static let repositoryRoot = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let migrations = repositoryRoot.appendingPathComponent("migrations/sandbox").path
+
+    static let clientID = "casehug-test-client"
+    static let clientSecret = "test-client-secret-0123456789"
+    static let apiKey = "test-api-key-abcdefghijklmnop"
+    static let redirectURI = "http://127.0.0.1:8080/api/v1/integrations/smokeball/callback"
+    static let email = "owner@sandbox-firm.test"
+    static let password = "correct horse battery staple"
+
+    let databaseName: String
+    let databaseURL: String
+    let database: Database
+    private let clockLock = NSLock()
+    private var offset: TimeInterval = 0
+    private(set) var accountID = UUID()
+
+    var now: Date {
+        clockLock.lock()
+        defer { clockLock.unlock() }
+        return Date().addingTimeInterval(offset)
+    }
+
+    /// Moves the sandbox's clock (codes, tokens) forward; the rate limiter uses the database clock.
+    func advance(by seconds: TimeInterval) {
+        clockLock.lock()
+        offset += seconds
+        clockLock.unlock()
+    }
+
+    var handler: SandboxHandler { SandboxHandler(database: database, clock: { [unowned self] in self.now }) }
+
+    private static let creation = NSLock()
+    nonisolated(unsafe) private static var template: String?
+
+    static func url(for database: String) -> String {
+        guard var components = URLComponents(string: adminURL) else { return adminURL }
+        components.path = "/" + database
+        return components.string ?? adminURL
+    }
+
+    static func templateName() throws -> String {
+        creation.lock()
+        defer { creation.unlock() }
+        if let template { return template }
+        let name = "sandbox_tmpl_" + UUID().uuidString.lowercased().filter { $0 != "-" }
+        try Connection(url: adminURL).executeScript("CREATE DATABASE \(name)")
+        _ = try Migrator(directory: migrations).apply(on: try Connection(url: url(for: name)))
+        template = name
+        return name
+    }
+
+    init(rate: Double = 5, burst: Double = 5, accessTTL: Int = 3600, refreshTTL: Int = 2_592_000) throws {
+        let template = try Self.templateName()
+        databaseName = "sandbox_" + UUID().uuidString.lowercased().filter { $0 != "-" }
+        do {
+            Self.creation.lock()
+            defer { Self.creation.unlock() }
+            // Generated from hex digits: identifiers cannot be bound as parameters.
+            try Connection(url: Self.adminURL).executeScript("CREATE DATABASE \(databaseName) TEMPLATE \(template)")
+        }
+        databaseURL = Self.url(for: databaseName)
+        database = Database(url: databaseURL)
+        let client = admin(
+            "POST", "/_sandbox/clients",
+            [
+                "client_id": Self.clientID, "client_secret": Self.clientSecret, "api_key": Self.apiKey,
+                "redirect_uris": [Self.redirectURI], "rate_per_second": rate, "burst": burst,
+                "access_ttl_seconds": accessTTL, "refresh_ttl_seconds": refreshTTL,
+            ])
+        #expect(client.status.code == 201)
+        let account = admin(
+            "POST", "/_sandbox/accounts",
+            ["name": "Sandbox Firm", "region": "US", "users": [["email": Self.email, "password": Self.password]]])
+        #expect(account.status.code == 201)
+        accountID = UUID(uuidString: (Self.json(account)["id"] as? String) ?? "") ?? UUID()
+    }
+
+    deinit {
+        database.disconnect()
+        _ = try? Connection(url: Self.adminURL).executeScript("DROP DATABASE IF EXISTS \(databaseName) WITH (FORCE)")
+    }
+
+    // MARK: Calling the handler
+
+    func call(
+        _ method: String, _ path: String, query: [String: String] = [:], headers: [String: String] = [:],
+        body: [UInt8] = []
+    ) -> Response {
+        var all = ["host": "sandbox.test"]
+        for (name, value) in headers { all[name.lowercased()] = value }
+        let request = Request(
+            method: method, path: path, query: query, headers: all, body: body, remoteAddress: "127.0.0.1",
+            requestID: "test")
+        return respond(to: request, with: handler, log: Logger(route: "sandbox-test")).0
+    }
+
+    func admin(_ method: String, _ path: String, _ body: [String: Any]? = nil) -> Response {
+        let bytes = body.map { (try? JSONSerialization.data(withJSONObject: $0)).map { [UInt8]($0) } ?? [] } ?? []
+        return call(method, path, headers: body == nil ? [:] : ["content-type": "application/json"], body: bytes)
+    }
+
+    static func form(_ fields: [(String, String)]) -> [UInt8] {
+        Array(fields.map { "\(URLComponent.encode($0.0))=\(URLComponent.encode($0.1))" }.joined(separator: "&").utf8)
+    }
+
+    static func basic(_ id: String = clientID, _ secret: String = clientSecret) -> String {
+        "Basic " + Data("\(id):\(secret)".utf8).base64EncodedString()
+    }
+
+    func token(_ fields: [(String, String)], authorization: String? = SandboxFixture.basic()) -> Response {
+        var headers = ["content-type": "application/x-www-form-urlencoded"]
+        if let authorization { headers["authorization"] = authorization }
+        return call("POST", "/oauth2/token", headers: headers, body: Self.form(fields))
+    }
+
+    /// Signs the user in at the authorize endpoint; returns the redirect's query items.
+    func authorize(state: String = "state-1", challenge: String? = nil, password: String = SandboxFixture.password)
+        -> (Response, [String: String])
+    {
+        var fields = [
+            ("response_type", "code"), ("client_id", Self.clientID), ("redirect_uri", Self.redirectURI),
+            ("state", state), ("username", Self.email), ("password", password), ("decision", "allow"),
+        ]
+        if let challenge { fields += [("code_challenge", challenge), ("code_challenge_method", "S256")] }
+        let response = call(
+            "POST", "/oauth2/authorize", headers: ["content-type": "application/x-www-form-urlencoded"],
+            body: Self.form(fields))
+        return (response, Self.redirectQuery(response))
+    }
+
+    static func redirectQuery(_ response: Response) -> [String: String] {
+        guard let location = response.header("Location"), let components = URLComponents(string: location) else {
+            return [:]
+        }
+        var items: [String: String] = [:]
+        for item in components.queryItems ?? [] { items[item.name] = item.value ?? "" }
+        return items
+    }
+
+    /// The code flow end to end: access and refresh tokens.
+    func connect(verifier: String = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") -> (access: String, refresh: String)
+    {
+        let (_, query) = authorize(challenge: Secrets.s256Challenge(verifier: verifier))
+        let response = token([
+            ("grant_type", "authorization_code"), ("code", query["code"] ?? ""), ("redirect_uri", Self.redirectURI),
+            ("code_verifier", verifier),
+        ])
+        let body = Self.json(response)
+        return ((body["access_token"] as? String) ?? "", (body["refresh_token"] as? String) ?? "")
+    }
+
+    func api(
+        _ method: String, _ path: String, token: String?, apiKey: String? = SandboxFixture.apiKey,
+        query: [String: String] = [:], requestID: String? = nil
+    ) -> Response {
+        var headers: [String: String] = [:]
+        if let token { headers["authorization"] = "Bearer " + token }
+        if let apiKey { headers["x-api-key"] = apiKey }
+        if let requestID { headers["requestid"] = requestID }
+        return call(method, path, query: query, headers: headers)
+    }
+
+    static func json(_ response: Response) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+    }
+
+    static func text(_ response: Response) -> String { String(decoding: response.body, as: UTF8.self) }
+}
