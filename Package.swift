@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "Integration", dependencies: ["FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
 
         // The local Smokeball: auth server, API subset, rate limit, admin (issue #3).
-        .target(name: "SmokeballSandbox", dependencies: ["FastCGI", "PostgreSQL", "Cryptography"]),
+        .target(name: "SmokeballSandbox", dependencies: ["FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
 
         // Route executables: a few lines each.
         .executableTarget(name: "status", dependencies: ["FastCGI", "Integration"]),

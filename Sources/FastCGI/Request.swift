@@ -8,6 +8,8 @@ public struct Request: Sendable {
     /// The path without the query string.
     public let path: String
     public let query: [String: String]
+    /// The raw query string, for parameters that may repeat (`Search=a&Search=b`).
+    public let queryString: String
     /// Header names are lower-cased (`x-request-id`, `authorization`, `content-type`).
     public let headers: [String: String]
     public let body: [UInt8]
@@ -16,12 +18,16 @@ public struct Request: Sendable {
     public let requestID: String
 
     public init(
-        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
-        body: [UInt8] = [], remoteAddress: String = "", requestID: String
+        method: String, path: String, query: [String: String] = [:], queryString: String? = nil,
+        headers: [String: String] = [:], body: [UInt8] = [], remoteAddress: String = "", requestID: String
     ) {
         self.method = method
         self.path = path
         self.query = query
+        self.queryString =
+            queryString
+            ?? query.sorted { $0.key < $1.key }.map { Self.percentEncode($0.key) + "=" + Self.percentEncode($0.value) }
+            .joined(separator: "&")
         self.headers = headers
         self.body = body
         self.remoteAddress = remoteAddress
@@ -41,7 +47,8 @@ public struct Request: Sendable {
         let uri = params["DOCUMENT_URI"] ?? params["REQUEST_URI"] ?? params["SCRIPT_NAME"] ?? "/"
         self.path =
             uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
-        self.query = Self.parseQuery(params["QUERY_STRING"] ?? "")
+        self.queryString = params["QUERY_STRING"] ?? ""
+        self.query = Self.parseQuery(queryString)
         self.headers = headers
         self.body = body
         self.remoteAddress = params["REMOTE_ADDR"] ?? ""
@@ -66,6 +73,39 @@ public struct Request: Sendable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Every value of a query parameter, in order, matching the name without regard to case.
+    public func queryValues(_ name: String) -> [String] {
+        Self.parseQueryItems(queryString).filter { $0.0.caseInsensitiveCompare(name) == .orderedSame }.map(\.1)
+    }
+
+    /// `a=1&b=x%20y&a=2` → `[("a", "1"), ("b", "x y"), ("a", "2")]`.
+    public static func parseQueryItems(_ string: String) -> [(String, String)] {
+        string.split(separator: "&", omittingEmptySubsequences: true).compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = percentDecode(parts[0]), !name.isEmpty else { return nil }
+            return (name, parts.count > 1 ? (percentDecode(parts[1]) ?? "") : "")
+        }
+    }
+
+    /// RFC 3986 percent-encoding of everything but unreserved characters.
+    static func percentEncode(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                out.unicodeScalars.append(UnicodeScalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(hex[Int(byte >> 4)])
+                out.unicodeScalars.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return out
     }
 
     /// `a=1&b=x%20y` → `["a": "1", "b": "x y"]`; the first occurrence of a name wins.

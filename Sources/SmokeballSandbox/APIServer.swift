@@ -14,6 +14,9 @@ struct APIServer {
         let clientID: String
         let accountID: UUID
         let region: String
+        /// The request's `RequestId`, carried by the events it causes.
+        let requestID: String?
+        let writeDelayMilliseconds: Int
     }
 
     func handle(_ request: Request, _ context: RequestContext) throws -> Response {
@@ -44,6 +47,7 @@ struct APIServer {
         let id: String
         let rate: Double
         let burst: Double
+        let writeDelayMilliseconds: Int
     }
 
     func apiClient(_ request: Request) throws -> APIClient {
@@ -52,13 +56,14 @@ struct APIServer {
         }
         let row = try database.withConnection {
             try $0.execute(
-                "SELECT client_id, rate_per_second, burst FROM sb_clients WHERE api_key_sha256 = $1",
+                "SELECT client_id, rate_per_second, burst, write_delay_ms FROM sb_clients WHERE api_key_sha256 = $1",
                 [Secrets.digest(key)]
             ).first
         }
         guard let row else { throw SandboxFailure.problem(.forbidden, "Forbidden", "The API key is not valid") }
         return APIClient(
-            id: try row.string("client_id"), rate: try row.double("rate_per_second"), burst: try row.double("burst"))
+            id: try row.string("client_id"), rate: try row.double("rate_per_second"), burst: try row.double("burst"),
+            writeDelayMilliseconds: Int(try row.int("write_delay_ms")))
     }
 
     /// One token from the partner's bucket, shared by every sandbox process through one row.
@@ -143,7 +148,9 @@ struct APIServer {
             try $0.execute("SELECT region FROM sb_accounts WHERE id = $1", [accountID]).first?.string("region")
         }
         guard let region else { throw SandboxFailure.problem(.forbidden, "Forbidden", "The account no longer exists") }
-        return Caller(clientID: client.id, accountID: accountID, region: region)
+        return Caller(
+            clientID: client.id, accountID: accountID, region: region, requestID: request.header("requestid"),
+            writeDelayMilliseconds: client.writeDelayMilliseconds)
     }
 
     func record(_ request: Request, clientID: String?, requestID: String?, status: Int) throws {

@@ -7,11 +7,16 @@ import PostgreSQL
 /// sign-in users, revoke a firm's grant, read the request log, reset. JSON in, JSON out.
 ///
 ///     POST /_sandbox/clients    {client_id, client_secret, api_key, redirect_uris[], rate_per_second?, burst?,
-///                                access_ttl_seconds?, refresh_ttl_seconds?}
+///                                access_ttl_seconds?, refresh_ttl_seconds?, write_delay_ms?}
 ///     POST /_sandbox/accounts   {id?, name, region?, users: [{email, password, first_name?, last_name?}]}
 ///     POST /_sandbox/revoke     {account_id, client_id?}
 ///     GET  /_sandbox/requests?client_id=..&after_id=..
 ///     POST /_sandbox/reset
+/// Admin endpoints a resource adds under `/_sandbox/`; nil for paths it does not own.
+protocol SandboxAdminExtension {
+    func handle(_ request: Request) throws -> Response?
+}
+
 struct SandboxAdmin {
     let database: Database
     let now: Date
@@ -26,7 +31,16 @@ struct SandboxAdmin {
         case ("POST", "/_sandbox/revoke"): return try revoke(try body(request))
         case ("GET", "/_sandbox/requests"): return try requests(request)
         case ("POST", "/_sandbox/reset"): return try reset()
-        default: throw SandboxFailure.problem(.notFound, "Not Found", "No such admin endpoint")
+        default:
+            // Resource-specific controls (seeding, acting as a firm user, webhook knobs).
+            let extensions: [any SandboxAdminExtension] = [
+                ContactsAdmin(database: database, now: now), MattersAdmin(database: database, now: now),
+                WebhooksAdmin(database: database, now: now),
+            ]
+            for admin in extensions {
+                if let response = try admin.handle(request) { return response }
+            }
+            throw SandboxFailure.problem(.notFound, "Not Found", "No such admin endpoint")
         }
     }
 
@@ -45,9 +59,13 @@ struct SandboxAdmin {
         return value
     }
 
-    static func number(_ body: [String: Any], _ key: String, default value: Double) throws -> Double {
+    static func number(_ body: [String: Any], _ key: String, default value: Double, allowZero: Bool = false) throws
+        -> Double
+    {
         guard let raw = body[key] else { return value }
-        guard let number = raw as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue > 0 else {
+        guard let number = raw as? NSNumber, String(cString: number.objCType) != "c",
+            number.doubleValue > 0 || (allowZero && number.doubleValue == 0)
+        else {
             throw SandboxFailure.problem(.badRequest, "Bad Request", "\(key) must be a positive number")
         }
         return number.doubleValue
@@ -65,6 +83,8 @@ struct SandboxAdmin {
         let burst = try Self.number(body, "burst", default: 5)
         let accessTTL = Int(try Self.number(body, "access_ttl_seconds", default: 3600))
         let refreshTTL = Int(try Self.number(body, "refresh_ttl_seconds", default: 2_592_000))
+        // Zero is allowed here: writes readable at once.
+        let writeDelay = Int(try Self.number(body, "write_delay_ms", default: 0, allowZero: true))
         guard burst >= 1, accessTTL >= 1, refreshTTL >= 1 else {
             throw SandboxFailure.problem(.badRequest, "Bad Request", "burst and lifetimes must be at least 1")
         }
@@ -72,17 +92,18 @@ struct SandboxAdmin {
             try connection.execute(
                 """
                 INSERT INTO sb_clients (client_id, secret_sha256, api_key_sha256, redirect_uris, rate_per_second, burst,
-                                        access_ttl_seconds, refresh_ttl_seconds)
-                VALUES ($1, $2, $3, ARRAY(SELECT json_array_elements_text($4::json)), $5, $6, $7, $8)
+                                        access_ttl_seconds, refresh_ttl_seconds, write_delay_ms)
+                VALUES ($1, $2, $3, ARRAY(SELECT json_array_elements_text($4::json)), $5, $6, $7, $8, $9)
                 ON CONFLICT (client_id) DO UPDATE SET secret_sha256 = EXCLUDED.secret_sha256,
                     api_key_sha256 = EXCLUDED.api_key_sha256, redirect_uris = EXCLUDED.redirect_uris,
                     rate_per_second = EXCLUDED.rate_per_second, burst = EXCLUDED.burst,
-                    access_ttl_seconds = EXCLUDED.access_ttl_seconds, refresh_ttl_seconds = EXCLUDED.refresh_ttl_seconds
+                    access_ttl_seconds = EXCLUDED.access_ttl_seconds, refresh_ttl_seconds = EXCLUDED.refresh_ttl_seconds,
+                    write_delay_ms = EXCLUDED.write_delay_ms
                 """,
                 [
                     clientID, Secrets.digest(secret), Secrets.digest(apiKey),
                     SQLValue.json(String(decoding: try JSONWriter.encode(uris), as: UTF8.self)), rate, burst, accessTTL,
-                    refreshTTL,
+                    refreshTTL, writeDelay,
                 ])
             // A changed rate starts from a full bucket.
             try connection.execute("DELETE FROM sb_rate_buckets WHERE client_id = $1", [clientID])
@@ -179,7 +200,7 @@ struct SandboxAdmin {
         try database.withConnection { connection in
             try connection.executeScript(
                 """
-                TRUNCATE sb_requests, sb_rate_buckets, sb_tokens, sb_auth_codes, sb_users, sb_accounts, sb_clients
+                TRUNCATE sb_requests, sb_rate_buckets, sb_tokens, sb_auth_codes, sb_users, sb_accounts, sb_clients CASCADE
                 """)
         }
         return Response(status: .noContent)

@@ -131,3 +131,23 @@ struct JSONBodyCase: Sendable, CustomTestStringConvertible {
         #expect(object.count == 3)
     }
 }
+
+@Suite struct RepeatedQueryTests {
+    @Test func repeatedParametersAreAllKeptInOrder() {
+        let request = Request(
+            params: [
+                "REQUEST_METHOD": "GET", "QUERY_STRING": "Search=name%3Abob&limit=5&search=email%3A*%40firm.test&x",
+            ],
+            body: [])
+        #expect(request.queryValues("Search") == ["name:bob", "email:*@firm.test"])
+        #expect(request.query["Search"] == "name:bob")
+        #expect(request.queryValues("x") == [""])
+        #expect(request.queryValues("missing").isEmpty)
+    }
+
+    @Test func aRequestBuiltFromADictionaryHasAMatchingQueryString() {
+        let request = Request(method: "GET", path: "/", query: ["b": "2 & 3", "a": "1"], requestID: "r")
+        #expect(request.queryString == "a=1&b=2%20%26%203")
+        #expect(request.queryValues("B") == ["2 & 3"])
+    }
+}

@@ -1,0 +1,72 @@
+import FastCGI
+import Foundation
+import PostgreSQL
+
+/// One family of API paths (`/contacts...`, `/matters...`). A resource answers nil for paths it
+/// does not own, so the API server can ask each in turn.
+protocol APIResource {
+    func handle(_ request: Request, path: String, caller: APIServer.Caller) throws -> Response?
+}
+
+extension APIServer.Caller {
+    /// When a write made now becomes readable (Smokeball applies writes asynchronously).
+    func visibleAt(_ now: Date) -> Date { now.addingTimeInterval(Double(writeDelayMilliseconds) / 1000) }
+}
+
+/// Changes in an account, recorded for webhook delivery.
+enum Events {
+    static func record(
+        _ connection: Connection, account: UUID, type: String, caller: APIServer.Caller?, payload: [String: Any]
+    ) throws {
+        try connection.execute(
+            """
+            INSERT INTO sb_events (account_id, type, source, request_id, client_id, payload)
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+            """,
+            [
+                account, type, caller == nil ? "Smokeball" : "API", caller?.requestID, caller?.clientID,
+                SQLValue.json(String(decoding: try JSONWriter.encode(payload), as: UTF8.self)),
+            ])
+    }
+}
+
+/// .NET ticks (100 ns units since 0001-01-01 UTC), Smokeball's `UpdatedSince` and webhook time.
+enum DotNetTicks {
+    static let unixEpoch: Int64 = 621_355_968_000_000_000
+
+    static func from(_ date: Date) -> Int64 {
+        unixEpoch + Int64((date.timeIntervalSince1970 * 10_000_000).rounded(.down))
+    }
+
+    static func date(_ ticks: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(ticks - unixEpoch) / 10_000_000)
+    }
+}
+
+/// The `202 Accepted` answer of a write: a Link to the resource that will exist.
+enum Accepted {
+    static func link(_ request: Request, id: UUID, path: String) -> Response {
+        let href = "http://" + (request.header("host") ?? "localhost") + path
+        return Response.json(
+            ["id": id.uuidString.lowercased(), "href": href, "relation": "self", "method": "GET"], status: .accepted,
+            headers: [("Location", href)])
+    }
+}
+
+/// The JSON body of a write, or a 400 ProblemDetails naming what is wrong.
+extension Request {
+    func sandboxJSON() throws -> [String: Any] {
+        let type = header("content-type")?.lowercased() ?? ""
+        // Smokeball's spec lists application/json-patch+json and application/*+json beside plain JSON.
+        guard
+            type.hasPrefix("application/json") || type.hasPrefix("application/json-patch+json")
+                || (type.hasPrefix("application/") && type.contains("+json"))
+        else {
+            throw SandboxFailure.problem(.unsupportedMediaType, "Unsupported Media Type", "Send a JSON body")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be a JSON object")
+        }
+        return object
+    }
+}
