@@ -90,7 +90,7 @@ public struct Request: Sendable {
     }
 
     /// RFC 3986 percent-encoding of everything but unreserved characters.
-    static func percentEncode(_ text: String) -> String {
+    public static func percentEncode(_ text: String) -> String {
         var out = ""
         for byte in text.utf8 {
             switch byte {

@@ -26,6 +26,14 @@ struct APIServer {
         do {
             let client = try apiClient(request)
             clientID = client.id
+            switch try Faults(database: database).apply(path: request.path, clientID: client.id) {
+            case .proceed: break
+            case .fail(let failure): throw failure
+            case .dropConnection:
+                // Logged first (status 0) so tests can count what was cut off.
+                try? record(request, clientID: client.id, requestID: requestID, status: 0)
+                Faults.dropConnection()
+            }
             try takeToken(client)
             var path = Substring(request.path)
             let caller = try authorize(request, client: client, path: &path)
@@ -171,6 +179,13 @@ struct APIServer {
             throw SandboxFailure.problem(
                 .methodNotAllowed, "Method Not Allowed", "\(request.method) is not supported here")
         default:
+            let resources: [any APIResource] = [
+                FirmAndStaff(database: database, now: now), Contacts(database: database, now: now),
+                Matters(database: database, now: now), Webhooks(database: database, now: now),
+            ]
+            for resource in resources {
+                if let response = try resource.handle(request, path: path, caller: caller) { return response }
+            }
             throw SandboxFailure.problem(.notFound, "Not Found", "No such resource")
         }
     }

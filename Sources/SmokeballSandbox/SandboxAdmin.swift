@@ -11,6 +11,9 @@ import PostgreSQL
 ///     POST /_sandbox/accounts   {id?, name, region?, users: [{email, password, first_name?, last_name?}]}
 ///     POST /_sandbox/revoke     {account_id, client_id?}
 ///     GET  /_sandbox/requests?client_id=..&after_id=..
+///     POST /_sandbox/faults     {path_prefix, status?, share?, latency_ms?, drop_connection?, client_id?}
+///     DELETE /_sandbox/faults
+///     GET  /_sandbox/counters?client_id=..
 ///     POST /_sandbox/reset
 /// Admin endpoints a resource adds under `/_sandbox/`; nil for paths it does not own.
 protocol SandboxAdminExtension {
@@ -31,6 +34,9 @@ struct SandboxAdmin {
         case ("POST", "/_sandbox/revoke"): return try revoke(try body(request))
         case ("GET", "/_sandbox/requests"): return try requests(request)
         case ("POST", "/_sandbox/reset"): return try reset()
+        case ("POST", "/_sandbox/faults"): return try addFault(try body(request))
+        case ("DELETE", "/_sandbox/faults"): return try clearFaults()
+        case ("GET", "/_sandbox/counters"): return try counters(request)
         default:
             // Resource-specific controls (seeding, acting as a firm user, webhook knobs).
             let extensions: [any SandboxAdminExtension] = [
@@ -196,11 +202,67 @@ struct SandboxAdmin {
         return Response.json(["requests": items])
     }
 
+    func addFault(_ body: [String: Any]) throws -> Response {
+        let prefix = try Self.string(body, "path_prefix")
+        guard prefix.hasPrefix("/") else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "path_prefix must start with /")
+        }
+        var status: Int?
+        if let raw = body["status"] {
+            guard let number = raw as? Int, [429, 500, 502, 503, 504].contains(number) else {
+                throw SandboxFailure.problem(.badRequest, "Bad Request", "status must be 429, 500, 502, 503 or 504")
+            }
+            status = number
+        }
+        let share = try Self.number(body, "share", default: 1, allowZero: true)
+        let latency = Int(try Self.number(body, "latency_ms", default: 0, allowZero: true))
+        let drop = (body["drop_connection"] as? Bool) ?? false
+        guard share <= 1, latency <= 60_000, status != nil || latency > 0 || drop else {
+            throw SandboxFailure.problem(
+                .badRequest, "Bad Request", "give a status, latency_ms (≤ 60000) or drop_connection, and share ≤ 1")
+        }
+        let id = try database.withConnection {
+            try $0.execute(
+                """
+                INSERT INTO sb_faults (client_id, path_prefix, status, share, latency_ms, drop_connection)
+                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+                """, [body["client_id"] as? String, prefix, status, share, latency, drop]
+            ).single().int("id")
+        }
+        return Response.json(["id": id], status: .created)
+    }
+
+    func clearFaults() throws -> Response {
+        try database.withConnection { try $0.executeScript("DELETE FROM sb_faults") }
+        return Response(status: .noContent)
+    }
+
+    /// Requests per status and per method and path, for "exactly one create" assertions.
+    func counters(_ request: Request) throws -> Response {
+        let rows = try database.withConnection {
+            try $0.execute(
+                """
+                SELECT method, path, status, count(*)::bigint AS n FROM sb_requests
+                WHERE $1::text IS NULL OR client_id = $1 GROUP BY method, path, status ORDER BY method, path, status
+                """, [request.queryValue("client_id")]
+            ).rows
+        }
+        var byStatus: [String: Int64] = [:]
+        var byPath: [String: Int64] = [:]
+        for row in rows {
+            let count = try row.int("n")
+            byStatus[String(try row.int("status")), default: 0] += count
+            byPath[try row.string("method") + " " + (try row.string("path")), default: 0] += count
+        }
+        return Response.json(["by_status": byStatus, "by_path": byPath, "total": byStatus.values.reduce(0, +)])
+    }
+
     func reset() throws -> Response {
         try database.withConnection { connection in
             try connection.executeScript(
                 """
-                TRUNCATE sb_requests, sb_rate_buckets, sb_tokens, sb_auth_codes, sb_users, sb_accounts, sb_clients CASCADE
+                TRUNCATE sb_requests, sb_rate_buckets, sb_tokens, sb_auth_codes, sb_users, sb_accounts, sb_clients,
+                    sb_faults CASCADE
                 """)
         }
         return Response(status: .noContent)

@@ -158,4 +158,29 @@ import Testing
             #expect(logged.sorted() == tally.statuses.sorted())
         }
     }
+
+    /// A dropped connection is a worker dying mid-request: nginx answers 502, the supervisor
+    /// replaces the worker, and the sandbox keeps answering.
+    @Test func anInjectedDroppedConnectionIs502AndTheSandboxRecovers() throws {
+        try Self.withSandbox(rate: 100, burst: 100) { service in
+            let added = try service.send(
+                "POST", "/_sandbox/faults", body: Self.json(["path_prefix": "/firm", "drop_connection": true]),
+                contentType: "application/json", base: service.sandboxURL)
+            #expect(added.status == 201)
+            let headers = [("x-api-key", Self.apiKey), ("Authorization", "Bearer unknown"), ("RequestId", "dropped")]
+            let dropped = try service.send("GET", "/firm", headers: headers, base: service.sandboxURL)
+            #expect(dropped.status == 502)
+            let cleared = try service.send("DELETE", "/_sandbox/faults", base: service.sandboxURL)
+            #expect(cleared.status == 204)
+            var answered: HTTPResponse?
+            try RunningService.waitFor("the sandbox to answer again") {
+                answered = try? service.send("GET", "/firm", headers: headers, base: service.sandboxURL)
+                return answered?.status == 401
+            }
+            let log = try service.send("GET", "/_sandbox/requests", base: service.sandboxURL)
+            let statuses = (log.jsonObject["requests"] as? [[String: Any]] ?? []).map { $0["status"] as? Int }
+            #expect(statuses.first == 0)
+            #expect(statuses.last == 401)
+        }
+    }
 }

@@ -1,0 +1,62 @@
+import FastCGI
+import Foundation
+import PostgreSQL
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Injected trouble for tests: the integration must survive Smokeball's 500s, 429s, slow
+/// answers and dropped connections, so the sandbox can produce them on demand.
+struct Faults {
+    let database: Database
+
+    enum Outcome {
+        case proceed
+        case fail(SandboxFailure)
+        case dropConnection
+    }
+
+    /// Applies the faults matching the path (and partner): sleeps for added latency, then
+    /// decides, per fault and with its share as the probability, whether this request fails.
+    func apply(path: String, clientID: String) throws -> Outcome {
+        let faults = try database.withConnection {
+            try $0.execute(
+                """
+                SELECT status, share, latency_ms, drop_connection FROM sb_faults
+                WHERE strpos($1, path_prefix) = 1 AND (client_id IS NULL OR client_id = $2) ORDER BY id
+                """, [path, clientID]
+            ).rows
+        }
+        for fault in faults {
+            let latency = try fault.int("latency_ms")
+            if latency > 0 { usleep(useconds_t(min(latency, 60_000)) * 1000) }
+            guard Double.random(in: 0..<1) < (try fault.double("share")) else { continue }
+            if try fault.bool("drop_connection") { return .dropConnection }
+            if let status = try fault.optionalInt("status") {
+                let code = Int(status)
+                let headers = code == 429 ? [("Retry-After", "1")] : []
+                return .fail(
+                    .problem(HTTPStatus(code, Self.reason(code)), Self.reason(code), "Injected fault", headers: headers)
+                )
+            }
+        }
+        return .proceed
+    }
+
+    /// A dropped connection as the client sees it: the worker dies mid-request (nginx answers
+    /// 502 and the runtime's supervisor starts a new worker).
+    static func dropConnection() -> Never {
+        _exit(1)
+    }
+
+    static func reason(_ code: Int) -> String {
+        switch code {
+        case 429: "Too Many Requests"
+        case 500: "Internal Server Error"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        default: "Gateway Timeout"
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import FastCGI
+import Foundation
+import Testing
+
+@testable import SmokeballSandbox
+
+/// Injected faults (so the integration's retry paths meet real 5xx and 429 answers) and the
+/// small read-only resources, `GET /firm` and `GET /staff`.
+@Suite struct FaultsTests {
+    typealias F = SandboxFixture
+
+    @Test(arguments: [429, 500, 502, 503, 504])
+    func aFaultReplacesTheAnswerWithItsStatus(status: Int) throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let added = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/mattertypes", "status": status])
+        #expect(added.status == .created)
+        let failed = fixture.api("GET", "/mattertypes", token: access, requestID: "f-1")
+        #expect(failed.status.code == status)
+        #expect(F.json(failed)["status"] as? Int == status)
+        #expect(failed.header("RequestId") == "f-1")
+        #expect((failed.header("Retry-After") != nil) == (status == 429))
+        // Other paths are untouched, and clearing the faults restores the path.
+        #expect(fixture.api("GET", "/firm", token: access).status == .ok)
+        #expect(fixture.admin("DELETE", "/_sandbox/faults").status == .noContent)
+        #expect(fixture.api("GET", "/mattertypes", token: access).status == .ok)
+    }
+
+    @Test func aShareFailsAboutThatFractionAndCountersAddUp() throws {
+        let fixture = try F(rate: 10_000, burst: 10_000)
+        let (access, _) = fixture.connect()
+        _ = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/firm", "status": 500, "share": 0.5])
+        let statuses = (0..<200).map { _ in fixture.api("GET", "/firm", token: access).status.code }
+        let failures = statuses.filter { $0 == 500 }.count
+        // Binomial(200, 0.5): outside 60...140 has probability below 1e-8.
+        #expect((60...140).contains(failures))
+        #expect(statuses.allSatisfy { $0 == 200 || $0 == 500 })
+        let counters = F.json(fixture.admin("GET", "/_sandbox/counters"))
+        let byStatus = counters["by_status"] as? [String: Int] ?? [:]
+        #expect(byStatus["500"] == failures)
+        #expect(byStatus["200"] == 200 - failures)
+        #expect((counters["by_path"] as? [String: Int])?["GET /firm"] == 200)
+    }
+
+    @Test func faultsCanTargetOnePartnerAndAddLatency() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        _ = fixture.admin(
+            "POST", "/_sandbox/faults", ["path_prefix": "/", "status": 503, "client_id": "someone-else"])
+        #expect(fixture.api("GET", "/firm", token: access).status == .ok)
+        _ = fixture.admin("DELETE", "/_sandbox/faults")
+        _ = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/firm", "latency_ms": 150])
+        let started = Date()
+        #expect(fixture.api("GET", "/firm", token: access).status == .ok)
+        // A lower bound only: the fault sleeps at least this long.
+        #expect(Date().timeIntervalSince(started) >= 0.15)
+    }
+
+    @Test(
+        arguments: [
+            ["status": 500],
+            ["path_prefix": "mattertypes", "status": 500],
+            ["path_prefix": "/x", "status": 404],
+            ["path_prefix": "/x", "share": 1.5, "status": 500],
+            ["path_prefix": "/x"],
+        ] as [[String: any Sendable]])
+    func badFaultsAreRefused(body: [String: any Sendable]) throws {
+        let fixture = try F()
+        #expect(fixture.admin("POST", "/_sandbox/faults", body).status == .badRequest)
+    }
+}
+
+@Suite struct FirmAndStaffTests {
+    typealias F = SandboxFixture
+
+    @Test func theFirmAndItsStaffMatchTheSpec() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let firm = fixture.api("GET", "/firm", token: access)
+        #expect(firm.status == .ok)
+        let firmBody = try JSONSerialization.jsonObject(with: Data(firm.body))
+        #expect(OpenAPIValidator.smokeball.problems(firmBody, path: "/firm", method: "get", status: 200) == [])
+        #expect((firmBody as? [String: Any])?["id"] as? String == fixture.accountID.uuidString.lowercased())
+        #expect((firmBody as? [String: Any])?["name"] as? String == "Sandbox Firm")
+
+        let staff = fixture.api("GET", "/staff", token: access)
+        let staffBody = try JSONSerialization.jsonObject(with: Data(staff.body))
+        #expect(OpenAPIValidator.smokeball.problems(staffBody, path: "/staff", method: "get", status: 200) == [])
+        let members = (staffBody as? [String: Any])?["value"] as? [[String: Any]] ?? []
+        #expect(members.map { $0["email"] as? String } == [F.email])
+        let id = try #require(members.first?["id"] as? String)
+        let one = fixture.api("GET", "/staff/" + id, token: access)
+        let oneBody = try JSONSerialization.jsonObject(with: Data(one.body))
+        #expect(OpenAPIValidator.smokeball.problems(oneBody, path: "/staff/{id}", method: "get", status: 200) == [])
+        #expect(fixture.api("GET", "/staff/" + UUID().uuidString, token: access).status == .notFound)
+        #expect(fixture.api("GET", "/staff/not-a-uuid", token: access).status == .badRequest)
+    }
+}
