@@ -27,7 +27,7 @@ public struct ServerOptions: Sendable, Equatable {
         self.maxBodyBytes = maxBodyBytes
     }
 
-    /// `--socket PATH --workers N --socket-group NAME --backlog N`.
+    /// `--socket PATH --workers N --socket-group NAME --backlog N --max-body-bytes N`.
     public static func parse(_ arguments: [String]) throws(ServerOptionsError) -> ServerOptions {
         var options = ServerOptions()
         var index = 0
@@ -51,6 +51,12 @@ public struct ServerOptions: Sendable, Equatable {
                     throw ServerOptionsError(message: "--backlog must be a number from 1 to 65535")
                 }
                 options.backlog = count
+            case "--max-body-bytes":
+                // Up to 1 GiB: the sandbox takes file uploads; routes keep the 1 MiB default.
+                guard let bytes = Int(try value(after: flag)), (1...(1 << 30)).contains(bytes) else {
+                    throw ServerOptionsError(message: "--max-body-bytes must be a number from 1 to 1073741824")
+                }
+                options.maxBodyBytes = bytes
             default:
                 throw ServerOptionsError(message: "unknown argument \(flag)")
             }

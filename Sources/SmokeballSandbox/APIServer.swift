@@ -180,8 +180,10 @@ struct APIServer {
                 .methodNotAllowed, "Method Not Allowed", "\(request.method) is not supported here")
         default:
             let resources: [any APIResource] = [
-                FirmAndStaff(database: database, now: now), Contacts(database: database, now: now),
-                Matters(database: database, now: now), Webhooks(database: database, now: now),
+                // Documents first: it owns /matters/{id}/documents and /memos below Matters' paths.
+                FirmAndStaff(database: database, now: now), Documents(database: database, now: now),
+                Contacts(database: database, now: now), Matters(database: database, now: now),
+                Webhooks(database: database, now: now),
             ]
             for resource in resources {
                 if let response = try resource.handle(request, path: path, caller: caller) { return response }

@@ -39,6 +39,9 @@ public struct SandboxHandler: Handler {
         if path == "/oauth2/authorize" || path == "/oauth2/token" {
             return try OAuthServer(database: database, now: clock()).handle(request)
         }
+        if path.hasPrefix("/_uploads/") {
+            return try Uploads(database: database, now: clock()).handle(request)
+        }
         if path.hasPrefix("/_sandbox/") {
             return try SandboxAdmin(database: database, now: clock()).handle(request)
         }

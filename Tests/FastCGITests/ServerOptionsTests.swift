@@ -23,11 +23,13 @@ struct BadArguments: Sendable, CustomTestStringConvertible {
     @Test func allFlags() throws {
         let options = try ServerOptions.parse([
             "--socket", "/run/casehug/status.sock", "--workers", "8", "--socket-group", "www-data", "--backlog", "512",
+            "--max-body-bytes", "67108864",
         ])
         #expect(
             options
                 == ServerOptions(
-                    socketPath: "/run/casehug/status.sock", workers: 8, socketGroup: "www-data", backlog: 512))
+                    socketPath: "/run/casehug/status.sock", workers: 8, socketGroup: "www-data", backlog: 512,
+                    maxBodyBytes: 64 << 20))
     }
 
     @Test func boundaryValuesAreAccepted() throws {
@@ -40,6 +42,8 @@ struct BadArguments: Sendable, CustomTestStringConvertible {
 
     @Test(arguments: [
         BadArguments(arguments: ["--verbose"], messageContains: "unknown argument --verbose"),
+        BadArguments(arguments: ["--max-body-bytes", "0"], messageContains: "--max-body-bytes must be"),
+        BadArguments(arguments: ["--max-body-bytes", "2147483648"], messageContains: "--max-body-bytes must be"),
         BadArguments(arguments: ["/tmp/x.sock"], messageContains: "unknown argument"),
         BadArguments(arguments: ["--socket"], messageContains: "--socket needs a value"),
         BadArguments(arguments: ["--socket-group"], messageContains: "--socket-group needs a value"),

@@ -29,7 +29,15 @@ import Testing
         }
     }
 
-    static func withSandbox(rate: Double, burst: Double, _ body: (RunningService) throws -> Void) throws {
+    /// What a test may need besides the running service.
+    struct SandboxContext {
+        let store: SandboxStore
+        let accountID: String
+    }
+
+    static func withSandbox(rate: Double, burst: Double, _ body: (RunningService, SandboxContext) throws -> Void)
+        throws
+    {
         let store = SandboxStore()
         try store.create()
         defer { store.drop() }
@@ -50,7 +58,7 @@ import Testing
             body: json(["name": "E2E Firm", "users": [["email": "e2e@firm.test", "password": "e2e-password"]]]),
             contentType: "application/json", base: service.sandboxURL)
         #expect(account.status == 201)
-        try body(service)
+        try body(service, SandboxContext(store: store, accountID: (account.jsonObject["id"] as? String) ?? ""))
     }
 
     static func json(_ object: [String: Any]) -> [UInt8] {
@@ -62,7 +70,7 @@ import Testing
     }
 
     @Test func aFirmConnectsThroughTheSandboxOverHTTP() throws {
-        try Self.withSandbox(rate: 50, burst: 50) { service in
+        try Self.withSandbox(rate: 50, burst: 50) { service, _ in
             let verifier = SecureRandom.token(byteCount: 48)
             let challenge = Base64URL.encode(SHA256.hash(Array(verifier.utf8)))
             let authorizeURL = URLQuery.build(
@@ -117,7 +125,7 @@ import Testing
     @Test func theRateLimitHoldsAcrossSandboxProcesses() throws {
         let rate = 10.0
         let burst = 5.0
-        try Self.withSandbox(rate: rate, burst: burst) { service in
+        try Self.withSandbox(rate: rate, burst: burst) { service, _ in
             let basic = "Basic " + Data("\(Self.clientID):\(Self.clientSecret)".utf8).base64EncodedString()
             let granted = try service.send(
                 "POST", "/oauth2/token", headers: [("Authorization", basic)],
@@ -162,7 +170,7 @@ import Testing
     /// A dropped connection is a worker dying mid-request: nginx answers 502, the supervisor
     /// replaces the worker, and the sandbox keeps answering.
     @Test func anInjectedDroppedConnectionIs502AndTheSandboxRecovers() throws {
-        try Self.withSandbox(rate: 100, burst: 100) { service in
+        try Self.withSandbox(rate: 100, burst: 100) { service, _ in
             let added = try service.send(
                 "POST", "/_sandbox/faults", body: Self.json(["path_prefix": "/firm", "drop_connection": true]),
                 contentType: "application/json", base: service.sandboxURL)
@@ -181,6 +189,56 @@ import Testing
             let statuses = (log.jsonObject["requests"] as? [[String: Any]] ?? []).map { $0["status"] as? Int }
             #expect(statuses.first == 0)
             #expect(statuses.last == 401)
+        }
+    }
+
+    /// The code flow, condensed: the access token of the sandbox's demo user.
+    static func connect(_ service: RunningService) throws -> String {
+        let fields: [(String, String)] = [
+            ("response_type", "code"), ("client_id", clientID), ("redirect_uri", redirectURI),
+            ("username", "e2e@firm.test"), ("password", "e2e-password"), ("decision", "allow"),
+        ]
+        let signIn = try service.send(
+            "POST", "/oauth2/authorize", body: form(fields), contentType: "application/x-www-form-urlencoded",
+            base: service.sandboxURL)
+        let location = URLComponents(string: signIn.header("Location") ?? "")
+        let code = location?.queryItems?.first { $0.name == "code" }?.value ?? ""
+        let basic = "Basic " + Data("\(clientID):\(clientSecret)".utf8).base64EncodedString()
+        let tokens = try service.send(
+            "POST", "/oauth2/token", headers: [("Authorization", basic)],
+            body: form([("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectURI)]),
+            contentType: "application/x-www-form-urlencoded", base: service.sandboxURL)
+        return (tokens.jsonObject["access_token"] as? String) ?? ""
+    }
+
+    /// Two megabytes through nginx to the upload URL: larger than the routes' 1 MiB limit, which
+    /// the sandbox raises for uploads, and stored byte for byte.
+    @Test func aLargeFileUploadsThroughNginx() throws {
+        try Self.withSandbox(rate: 100, burst: 100) { service, sandbox in
+            let access = try Self.connect(service)
+            let matter = UUID()
+            try Connection(url: sandbox.store.url).execute(
+                """
+                INSERT INTO sb_matters (id, account_id, version_id, matter_type_id, status, doc, created_at, updated_at,
+                                        visible_at)
+                SELECT $1, $2::uuid, $1, (SELECT id FROM sb_matter_types WHERE region = 'US' ORDER BY id LIMIT 1),
+                       'Open', '{}'::jsonb, now(), now(), now()
+                """, [matter, sandbox.accountID])
+            let added = try service.send(
+                "POST", "/matters/\(matter.uuidString.lowercased())/documents/files", token: access,
+                headers: [("x-api-key", Self.apiKey)], body: Self.json(["fileName": "scan.pdf"]),
+                contentType: "application/json", base: service.sandboxURL)
+            #expect(added.status == 202)
+            let uploadURL = try #require(added.jsonObject["uploadUrl"] as? String)
+            #expect(uploadURL.hasPrefix(service.sandboxURL + "/_uploads/"))
+            let bytes = (0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            let client = try HTTPClient()
+            let put = try client.send(HTTPRequest(method: "PUT", url: uploadURL, body: bytes, timeout: 30))
+            #expect(put.status == 200)
+            let stored = try Connection(url: sandbox.store.url).execute(
+                "SELECT content FROM sb_files WHERE matter_id = $1", [matter]
+            ).single().bytes("content")
+            #expect(stored == bytes)
         }
     }
 }

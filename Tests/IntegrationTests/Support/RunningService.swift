@@ -77,6 +77,8 @@ final class RunningService {
         process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent(name)
         let socket = socketsDirectory.appendingPathComponent("\(name).sock").path
         var arguments = ["--socket", socket, "--workers", String(workers)]
+        // The sandbox takes file uploads (nginx allows it 64 MiB too).
+        if name == "smokeball-sandbox" { arguments += ["--max-body-bytes", String(64 << 20)] }
         if geteuid() == 0 { arguments += ["--socket-group", "www-data"] }
         process.arguments = arguments
         process.environment = environment.merging(extraEnvironment) { $1 }

@@ -1,0 +1,343 @@
+import Cryptography
+import FastCGI
+import Foundation
+import PostgreSQL
+
+/// A matter's documents and memos:
+///
+///     POST /matters/{id}/documents/files        {fileName, folderId? | folderPath?} → 202 {fileId, uploadUrl, expiry}
+///     POST /matters/{id}/documents/files/bulk   [AddFileDto]                        → 202 [UploadFileInfo]
+///     GET  /matters/{id}/documents/files[/{fileId}]
+///     POST /matters/{id}/documents/folders      {name, parentFolderId?}              → 202 Link
+///     POST /matters/{id}/memos                  {title, text}                        → 202 Link
+///     GET  /matters/{id}/memos/{memoId}
+///
+/// The bytes go in a second step, a PUT to `uploadUrl` without Smokeball headers (see `Uploads`).
+struct Documents: APIResource {
+    let database: Database
+    let now: Date
+
+    /// How long an upload URL works, as a pre-signed S3 URL would.
+    static let uploadLifetime: TimeInterval = 900
+
+    func handle(_ request: Request, path: String, caller: APIServer.Caller) throws -> Response? {
+        let parts = path.split(separator: "/").map(String.init)
+        guard parts.count >= 3, parts[0] == "matters", parts[2] == "documents" || parts[2] == "memos" else {
+            return nil
+        }
+        guard let matterID = UUID(uuidString: parts[1]) else {
+            throw SandboxFailure.problem(.notFound, "Not Found", "No such matter")
+        }
+        let rest = Array(parts.dropFirst(2))
+        switch (request.method, rest.count, rest) {
+        case ("POST", 2, ["documents", "files"]):
+            let info = try addFiles([try request.sandboxJSON()], matterID: matterID, request: request, caller: caller)
+            return Response.json(info[0], status: .accepted)
+        case ("POST", 3, ["documents", "files", "bulk"]):
+            guard let items = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [[String: Any]],
+                !items.isEmpty, items.count <= 500
+            else {
+                throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be an array of 1 to 500 files")
+            }
+            return Response.json(
+                try addFiles(items, matterID: matterID, request: request, caller: caller), status: .accepted)
+        case ("GET", 2, ["documents", "files"]):
+            return try listFiles(request, matterID: matterID, caller: caller)
+        case ("GET", 3, _) where rest[1] == "files":
+            guard let fileID = UUID(uuidString: rest[2]) else {
+                throw SandboxFailure.problem(.notFound, "Not Found", "No such file")
+            }
+            return try file(request, matterID: matterID, fileID: fileID, caller: caller)
+        case ("POST", 2, ["documents", "folders"]):
+            return try addFolder(try request.sandboxJSON(), matterID: matterID, request: request, caller: caller)
+        case ("POST", 1, ["memos"]):
+            return try addMemo(try request.sandboxJSON(), matterID: matterID, request: request, caller: caller)
+        case ("GET", 2, _) where rest[0] == "memos":
+            guard let memoID = UUID(uuidString: rest[1]) else {
+                throw SandboxFailure.problem(.notFound, "Not Found", "No such memo")
+            }
+            return try memo(request, matterID: matterID, memoID: memoID, caller: caller)
+        default:
+            return nil
+        }
+    }
+
+    /// The matter must be the caller's and readable already.
+    func requireMatter(_ connection: Connection, _ matterID: UUID, _ caller: APIServer.Caller) throws {
+        let found =
+            try connection.execute(
+                "SELECT 1 FROM sb_matters WHERE id = $1 AND account_id = $2 AND visible_at <= $3",
+                [matterID, caller.accountID, now]
+            ).rowCount == 1
+        guard found else { throw SandboxFailure.problem(.notFound, "Not Found", "No such matter") }
+    }
+
+    static func text(_ body: [String: Any], _ key: String, required: Bool) throws -> String? {
+        guard let value = body[key], !(value is NSNull) else {
+            if required { throw SandboxFailure.problem(.badRequest, "Bad Request", "\(key) is required") }
+            return nil
+        }
+        guard let text = value as? String, !text.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "\(key) must be a non-empty string")
+        }
+        return text
+    }
+
+    // MARK: Files
+
+    func addFiles(_ items: [[String: Any]], matterID: UUID, request: Request, caller: APIServer.Caller) throws
+        -> [[String: Any]]
+    {
+        let origin = "http://" + (request.header("host") ?? "localhost")
+        return try database.transaction { connection in
+            try requireMatter(connection, matterID, caller)
+            return try items.map { item in
+                guard let name = try Self.text(item, "fileName", required: true), name.count <= 255 else {
+                    throw SandboxFailure.problem(.badRequest, "Bad Request", "fileName must be at most 255 characters")
+                }
+                let folderID = try folder(item, matterID: matterID, caller: caller, connection: connection)
+                let fileID = UUID()
+                let token = SecureRandom.token(byteCount: 32)
+                let expiry = now.addingTimeInterval(Self.uploadLifetime)
+                try connection.execute(
+                    """
+                    INSERT INTO sb_files (id, account_id, matter_id, folder_id, name, upload_token_sha256,
+                                          upload_expires_at, created_at, visible_at, client_id, request_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    """,
+                    [
+                        fileID, caller.accountID, matterID, folderID, name, SHA256.hash(Array(token.utf8)), expiry, now,
+                        caller.visibleAt(now), caller.clientID, caller.requestID,
+                    ])
+                return [
+                    "fileId": fileID.uuidString.lowercased(), "uploadUrl": origin + "/_uploads/" + token,
+                    "expiry": expiry.formatted(Date.ISO8601FormatStyle()),
+                ]
+            }
+        }
+    }
+
+    /// `folderId` (must exist in the matter) or `folderPath` (`a/b/c`, created as needed); neither
+    /// is the root folder, whose id is null.
+    func folder(_ item: [String: Any], matterID: UUID, caller: APIServer.Caller, connection: Connection) throws
+        -> UUID?
+    {
+        if let text = try Self.text(item, "folderId", required: false) {
+            guard let id = UUID(uuidString: text),
+                try connection.execute(
+                    "SELECT 1 FROM sb_folders WHERE id = $1 AND matter_id = $2 AND visible_at <= $3",
+                    [id, matterID, now]
+                ).rowCount == 1
+            else {
+                throw SandboxFailure.problem(
+                    .badRequest, "Bad Request", "folderId does not name a folder of this matter")
+            }
+            return id
+        }
+        guard let path = try Self.text(item, "folderPath", required: false) else { return nil }
+        var parent: UUID?
+        for segment in path.split(separator: "/").map(String.init) where !segment.isEmpty {
+            guard segment.count <= 255, !segment.contains("\\") else {
+                throw SandboxFailure.problem(.badRequest, "Bad Request", "folderPath has an invalid segment")
+            }
+            let existing = try connection.execute(
+                """
+                SELECT id FROM sb_folders WHERE matter_id = $1 AND parent_id IS NOT DISTINCT FROM $2
+                AND lower(name) = lower($3)
+                """, [matterID, parent, segment]
+            ).first
+            if let existing {
+                parent = try existing.uuid("id")
+            } else {
+                let id = UUID()
+                try connection.execute(
+                    """
+                    INSERT INTO sb_folders (id, account_id, matter_id, parent_id, name, created_at, visible_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $6)
+                    """, [id, caller.accountID, matterID, parent, segment, now])
+                parent = id
+            }
+        }
+        return parent
+    }
+
+    func listFiles(_ request: Request, matterID: UUID, caller: APIServer.Caller) throws -> Response {
+        let page = try Paging(request)
+        let origin = "http://" + (request.header("host") ?? "localhost")
+        let (size, rows) = try database.withConnection { connection in
+            try requireMatter(connection, matterID, caller)
+            let size = try connection.execute(
+                "SELECT count(*) AS n FROM sb_files WHERE matter_id = $1 AND visible_at <= $2", [matterID, now]
+            ).single().int("n")
+            let rows = try connection.execute(
+                """
+                SELECT id, folder_id, name, size_bytes, uploaded_at, created_at FROM sb_files
+                WHERE matter_id = $1 AND visible_at <= $2 ORDER BY created_at, id OFFSET $3 LIMIT $4
+                """, [matterID, now, page.offset, page.limit]
+            ).rows
+            return (size, rows)
+        }
+        let items = try rows.map { try Self.fileJSON($0, matterID: matterID, origin: origin) }
+        let path = "/matters/\(matterID.uuidString.lowercased())/documents/files"
+        return Response.json(page.envelope(items: items, size: Int(size), base: page.base(request, path: path)))
+    }
+
+    func file(_ request: Request, matterID: UUID, fileID: UUID, caller: APIServer.Caller) throws -> Response {
+        let row = try database.withConnection { connection in
+            try requireMatter(connection, matterID, caller)
+            return try connection.execute(
+                """
+                SELECT id, folder_id, name, size_bytes, uploaded_at, created_at FROM sb_files
+                WHERE id = $1 AND matter_id = $2 AND visible_at <= $3
+                """, [fileID, matterID, now]
+            ).first
+        }
+        guard let row else { throw SandboxFailure.problem(.notFound, "Not Found", "No such file") }
+        return Response.json(
+            try Self.fileJSON(row, matterID: matterID, origin: "http://" + (request.header("host") ?? "localhost")))
+    }
+
+    /// A `File` as the spec shapes it.
+    static func fileJSON(_ row: Row, matterID: UUID, origin: String) throws -> [String: Any] {
+        let id = try row.uuid("id").uuidString.lowercased()
+        let matter = matterID.uuidString.lowercased()
+        let name = try row.string("name")
+        let created = try row.date("created_at").formatted(Date.ISO8601FormatStyle())
+        let modified = try row.optionalDate("uploaded_at")?.formatted(Date.ISO8601FormatStyle()) ?? created
+        var file: [String: Any] = [
+            "href": "\(origin)/matters/\(matter)/documents/files/\(id)", "id": id, "versionId": id, "name": name,
+            "fileExtension": name.contains(".") ? "." + (name.split(separator: ".").last.map(String.init) ?? "") : "",
+            "matter": ["id": matter, "href": "\(origin)/matters/\(matter)"], "dateCreated": created,
+            "dateModified": modified, "sizeBytes": try row.int("size_bytes"),
+            "isUploaded": try row.optionalDate("uploaded_at") != nil, "isFavorite": false, "isCancelled": false,
+            "isDuplicate": false, "isDeleted": false,
+        ]
+        if let folder = try row.optionalUUID("folder_id") {
+            file["folder"] = [
+                "id": folder.uuidString.lowercased(),
+                "href": "\(origin)/matters/\(matter)/documents/folders/\(folder.uuidString.lowercased())",
+            ]
+        }
+        return file
+    }
+
+    // MARK: Folders and memos
+
+    func addFolder(_ body: [String: Any], matterID: UUID, request: Request, caller: APIServer.Caller) throws
+        -> Response
+    {
+        guard let name = try Self.text(body, "name", required: true), name.count <= 255, !name.contains("/") else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "name must be a folder name without /")
+        }
+        let id = UUID()
+        try database.transaction { connection in
+            try requireMatter(connection, matterID, caller)
+            var parent: UUID?
+            if let text = try Self.text(body, "parentFolderId", required: false) {
+                guard let parentID = UUID(uuidString: text),
+                    try connection.execute(
+                        "SELECT 1 FROM sb_folders WHERE id = $1 AND matter_id = $2", [parentID, matterID]
+                    ).rowCount == 1
+                else {
+                    throw SandboxFailure.problem(.badRequest, "Bad Request", "parentFolderId does not name a folder")
+                }
+                parent = parentID
+            }
+            do {
+                try connection.execute(
+                    """
+                    INSERT INTO sb_folders (id, account_id, matter_id, parent_id, name, created_at, visible_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    """, [id, caller.accountID, matterID, parent, name, now, caller.visibleAt(now)])
+            } catch let error as DatabaseError where error.isUniqueViolation {
+                throw SandboxFailure.problem(.badRequest, "Bad Request", "A folder with that name already exists")
+            }
+        }
+        return Accepted.link(
+            request, id: id,
+            path: "/matters/\(matterID.uuidString.lowercased())/documents/folders/\(id.uuidString.lowercased())")
+    }
+
+    func addMemo(_ body: [String: Any], matterID: UUID, request: Request, caller: APIServer.Caller) throws -> Response {
+        guard let title = try Self.text(body, "title", required: true),
+            let text = try Self.text(body, "text", required: true)
+        else { throw SandboxFailure.problem(.badRequest, "Bad Request", "title and text are required") }
+        let id = UUID()
+        try database.transaction { connection in
+            try requireMatter(connection, matterID, caller)
+            try connection.execute(
+                """
+                INSERT INTO sb_memos (id, account_id, matter_id, title, text, created_at, visible_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                """, [id, caller.accountID, matterID, title, text, now, caller.visibleAt(now)])
+            try Events.record(
+                connection, account: caller.accountID, type: "memo.created", caller: caller,
+                payload: ["id": id.uuidString.lowercased(), "matterId": matterID.uuidString.lowercased()])
+        }
+        return Accepted.link(
+            request, id: id, path: "/matters/\(matterID.uuidString.lowercased())/memos/\(id.uuidString.lowercased())")
+    }
+
+    func memo(_ request: Request, matterID: UUID, memoID: UUID, caller: APIServer.Caller) throws -> Response {
+        let row = try database.withConnection { connection in
+            try requireMatter(connection, matterID, caller)
+            return try connection.execute(
+                "SELECT title, text, created_at FROM sb_memos WHERE id = $1 AND matter_id = $2 AND visible_at <= $3",
+                [memoID, matterID, now]
+            ).first
+        }
+        guard let row else { throw SandboxFailure.problem(.notFound, "Not Found", "No such memo") }
+        let id = memoID.uuidString.lowercased()
+        let matter = matterID.uuidString.lowercased()
+        let created = try row.date("created_at").formatted(Date.ISO8601FormatStyle())
+        let text = try row.string("text")
+        return Response.json([
+            "href": "http://\(request.header("host") ?? "localhost")/matters/\(matter)/memos/\(id)", "id": id,
+            "matterId": matter, "title": try row.string("title"), "text": text, "plainText": text,
+            "createdDate": created, "lastUpdated": created, "isDeleted": false,
+        ])
+    }
+}
+
+/// `PUT /_uploads/{token}`: the second step of adding a file. Like a pre-signed S3 URL it takes
+/// the bytes with no Smokeball headers and no rate limit, works once, and expires.
+struct Uploads {
+    let database: Database
+    let now: Date
+
+    func handle(_ request: Request) throws -> Response {
+        guard request.method == "PUT" else {
+            throw SandboxFailure.problem(.methodNotAllowed, "Method Not Allowed", "Upload with PUT")
+        }
+        let token = String(request.path.dropFirst("/_uploads/".count))
+        return try database.transaction { connection in
+            let row = try connection.execute(
+                """
+                UPDATE sb_files SET content = $2, size_bytes = $3, uploaded_at = $4
+                WHERE upload_token_sha256 = $1 AND uploaded_at IS NULL AND upload_expires_at > $4
+                RETURNING id, account_id, matter_id, client_id, request_id
+                """, [SHA256.hash(Array(token.utf8)), request.body, request.body.count, now]
+            ).first
+            guard let row else {
+                // S3 answers an expired, reused or unknown pre-signed URL with 403.
+                throw SandboxFailure.problem(.forbidden, "Forbidden", "The upload URL is invalid, used or expired")
+            }
+            let fileID = try row.uuid("id").uuidString.lowercased()
+            try connection.execute(
+                """
+                INSERT INTO sb_events (account_id, type, source, request_id, client_id, payload)
+                VALUES ($1, 'files.updated', 'API', $2, $3, $4::jsonb)
+                """,
+                [
+                    try row.uuid("account_id"), try row.optionalString("request_id"),
+                    try row.optionalString("client_id"),
+                    SQLValue.json(
+                        String(
+                            decoding: try JSONWriter.encode([
+                                "id": fileID, "matterId": try row.uuid("matter_id").uuidString.lowercased(),
+                            ]), as: UTF8.self)),
+                ])
+            return Response(status: .ok, headers: [("ETag", "\"\(Hex.encode(SHA256.hash(request.body).prefix(16)))\"")])
+        }
+    }
+}

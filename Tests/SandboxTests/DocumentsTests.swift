@@ -1,0 +1,179 @@
+import FastCGI
+import Foundation
+import PostgreSQL
+import Testing
+
+@testable import SmokeballSandbox
+
+/// Files in two steps (metadata, then bytes to an expiring upload URL), folders and memos.
+@Suite struct DocumentsTests {
+    typealias F = SandboxFixture
+
+    /// A matter in the fixture's account, inserted directly (the matters API is tested elsewhere).
+    static func matter(_ fixture: F, account: UUID? = nil, visibleAt: Date? = nil) throws -> String {
+        let id = UUID()
+        let connection = try Connection(url: fixture.databaseURL)
+        try connection.execute(
+            """
+            INSERT INTO sb_matters (id, account_id, version_id, matter_type_id, status, doc, created_at, updated_at, visible_at)
+            SELECT $1, $2, $1, (SELECT id FROM sb_matter_types WHERE region = 'US' AND NOT is_deleted ORDER BY id LIMIT 1),
+                   'Open', '{}'::jsonb, $3, $3, $4
+            """, [id, account ?? fixture.accountID, fixture.now, visibleAt ?? fixture.now])
+        return id.uuidString.lowercased()
+    }
+
+    static func json(_ object: Any) -> [UInt8] {
+        (try? JSONSerialization.data(withJSONObject: object)).map { [UInt8]($0) } ?? []
+    }
+
+    static func post(_ fixture: F, _ path: String, _ token: String, _ body: Any, requestID: String = "doc-req")
+        -> Response
+    {
+        fixture.call(
+            "POST", path,
+            headers: [
+                "x-api-key": F.apiKey, "authorization": "Bearer " + token, "content-type": "application/json",
+                "requestid": requestID,
+            ], body: json(body))
+    }
+
+    static func uploadPath(_ info: [String: Any]) -> String {
+        URLComponents(string: (info["uploadUrl"] as? String) ?? "")?.path ?? ""
+    }
+
+    static func events(_ fixture: F, type: String) throws -> [Row] {
+        try Connection(url: fixture.databaseURL).execute(
+            "SELECT request_id, payload::text AS payload FROM sb_events WHERE type = $1 ORDER BY id", [type]
+        ).rows
+    }
+
+    @Test func aFileIsAddedThenUploadedOnceToItsURL() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let files = "/matters/\(matter)/documents/files"
+        let added = Self.post(fixture, files, access, ["fileName": "signed-retainer.pdf"], requestID: "add-1")
+        #expect(added.status == .accepted)
+        let info = F.json(added)
+        let spec = OpenAPIValidator.smokeball
+        #expect(spec.problems(info, path: "/matters/{matterId}/documents/files", method: "post", status: 202) == [])
+        let fileID = try #require(info["fileId"] as? String)
+
+        let pending = F.json(fixture.api("GET", "\(files)/\(fileID)", token: access))
+        #expect(pending["isUploaded"] as? Bool == false)
+
+        let bytes = Array("%PDF-1.7 retainer".utf8)
+        // The upload carries no Smokeball headers at all.
+        let uploaded = fixture.call("PUT", Self.uploadPath(info), body: bytes)
+        #expect(uploaded.status == .ok)
+        #expect(uploaded.header("ETag") != nil)
+        #expect(fixture.call("PUT", Self.uploadPath(info), body: [1, 2, 3]).status == .forbidden)
+
+        let file = fixture.api("GET", "\(files)/\(fileID)", token: access)
+        let body = try JSONSerialization.jsonObject(with: Data(file.body))
+        #expect(
+            spec.problems(body, path: "/matters/{matterId}/documents/files/{fileId}", method: "get", status: 200) == [])
+        let fields = body as? [String: Any] ?? [:]
+        #expect(fields["isUploaded"] as? Bool == true)
+        #expect(fields["sizeBytes"] as? Int == bytes.count)
+        #expect(fields["name"] as? String == "signed-retainer.pdf")
+        let stored = try Connection(url: fixture.databaseURL).execute(
+            "SELECT content FROM sb_files WHERE id = $1", [UUID(uuidString: fileID)]
+        ).single().bytes("content")
+        #expect(stored == bytes)
+        let events = try Self.events(fixture, type: "files.updated")
+        #expect(events.count == 1)
+        #expect(try events.first?.optionalString("request_id") == "add-1")
+
+        let list = fixture.api("GET", files, token: access)
+        let listBody = try JSONSerialization.jsonObject(with: Data(list.body))
+        #expect(spec.problems(listBody, path: "/matters/{matterId}/documents/files", method: "get", status: 200) == [])
+        #expect(((listBody as? [String: Any])?["value"] as? [Any])?.count == 1)
+    }
+
+    @Test func anUploadURLExpires() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let info = F.json(Self.post(fixture, "/matters/\(matter)/documents/files", access, ["fileName": "late.pdf"]))
+        fixture.advance(by: Documents.uploadLifetime + 1)
+        #expect(fixture.call("PUT", Self.uploadPath(info), body: [1]).status == .forbidden)
+        #expect(try Self.events(fixture, type: "files.updated").isEmpty)
+    }
+
+    @Test func folderPathsAreCreatedOnceAndBulkAddsMany() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let bulk = Self.post(
+            fixture, "/matters/\(matter)/documents/files/bulk", access,
+            [
+                ["fileName": "a.pdf", "folderPath": "Intake/Identity"],
+                ["fileName": "b.pdf", "folderPath": "intake/identity"], ["fileName": "c.pdf"],
+            ])
+        #expect(bulk.status == .accepted)
+        let infos = try JSONSerialization.jsonObject(with: Data(bulk.body))
+        #expect(
+            OpenAPIValidator.smokeball.problems(
+                infos, path: "/matters/{matterId}/documents/files/bulk", method: "post", status: 202) == [])
+        #expect((infos as? [Any])?.count == 3)
+        let folders = try Connection(url: fixture.databaseURL).execute(
+            "SELECT name FROM sb_folders ORDER BY parent_id NULLS FIRST"
+        ).rows.map { try $0.string("name") }
+        #expect(folders == ["Intake", "Identity"])
+        let files = try Connection(url: fixture.databaseURL).execute(
+            "SELECT count(DISTINCT folder_id)::int AS folders, count(*)::int AS files FROM sb_files WHERE folder_id IS NOT NULL"
+        ).single()
+        #expect(try files.int("folders") == 1)
+        #expect(try files.int("files") == 2)
+    }
+
+    @Test(
+        arguments: [
+            ["fileName": ""], ["folderId": "not-a-folder", "fileName": "x.pdf"], ["fileName": 42],
+            ["folderId": UUID().uuidString, "fileName": "x.pdf"],
+        ] as [[String: any Sendable]])
+    func badFilesAreRefusedAndNothingIsStored(body: [String: any Sendable]) throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let refused = Self.post(fixture, "/matters/\(matter)/documents/files", access, body)
+        #expect(refused.status == .badRequest)
+        let count = try Connection(url: fixture.databaseURL).execute("SELECT count(*)::int AS n FROM sb_files")
+        #expect(try count.single().int("n") == 0)
+    }
+
+    @Test func otherAccountsAndInvisibleMattersAreNotFound() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let other = F.json(fixture.admin("POST", "/_sandbox/accounts", ["name": "Other Firm"]))
+        let foreign = try Self.matter(fixture, account: UUID(uuidString: (other["id"] as? String) ?? ""))
+        let later = try Self.matter(fixture, visibleAt: fixture.now.addingTimeInterval(60))
+        for matter in [foreign, later, UUID().uuidString] {
+            let response = Self.post(fixture, "/matters/\(matter)/documents/files", access, ["fileName": "x.pdf"])
+            #expect(response.status == .notFound)
+        }
+    }
+
+    @Test func memosAreAcceptedRecordedAndReadable() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let created = Self.post(
+            fixture, "/matters/\(matter)/memos", access, ["title": "Intake summary", "text": "Client called."],
+            requestID: "memo-1")
+        #expect(created.status == .accepted)
+        let link = F.json(created)
+        #expect(OpenAPIValidator.smokeball.problems(link, schema: "Link") == [])
+        let memoID = try #require(link["id"] as? String)
+        let memo = fixture.api("GET", "/matters/\(matter)/memos/\(memoID)", token: access)
+        let body = try JSONSerialization.jsonObject(with: Data(memo.body))
+        #expect(
+            OpenAPIValidator.smokeball.problems(
+                body, path: "/matters/{matterId}/memos/{id}", method: "get", status: 200) == [])
+        #expect((body as? [String: Any])?["title"] as? String == "Intake summary")
+        let events = try Self.events(fixture, type: "memo.created")
+        #expect(try events.map { try $0.optionalString("request_id") } == ["memo-1"])
+        #expect(Self.post(fixture, "/matters/\(matter)/memos", access, ["text": "no title"]).status == .badRequest)
+    }
+}
