@@ -91,8 +91,10 @@ struct Paging {
 
     func base(_ request: Request, path: String) -> Base {
         let host = request.header("host") ?? "localhost"
-        let kept = request.query.filter { !["offset", "limit"].contains($0.key.lowercased()) }
-            .sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        // From the raw query string, so repeated parameters (`Search=a&Search=b`) all survive.
+        let kept = Request.parseQueryItems(request.queryString).filter {
+            !["offset", "limit"].contains($0.0.lowercased())
+        }
         return Base(origin: "http://" + host, path: path, query: kept)
     }
 
