@@ -13,13 +13,7 @@ import Testing
 
     static let spec = OpenAPIValidator.smokeball
 
-    struct Event {
-        let type: String
-        let source: String
-        let requestID: String?
-        let clientID: String?
-        let payload: [String: Any]
-    }
+    typealias Event = SandboxFixture.RecordedEvent
 
     // MARK: Helpers
 
@@ -82,17 +76,7 @@ import Testing
         ).single().uuid("id").uuidString.lowercased()
     }
 
-    static func events(_ fixture: F) throws -> [Event] {
-        try Connection(url: fixture.databaseURL).execute(
-            "SELECT type, source, request_id, client_id, payload::text AS payload FROM sb_events ORDER BY id"
-        ).rows.map { row in
-            Event(
-                type: try row.string("type"), source: try row.string("source"),
-                requestID: try row.optionalString("request_id"), clientID: try row.optionalString("client_id"),
-                payload: (try JSONSerialization.jsonObject(with: Data(try row.string("payload").utf8)))
-                    as? [String: Any] ?? [:])
-        }
-    }
+    static func events(_ fixture: F) throws -> [Event] { try fixture.events() }
 
     static func count(_ fixture: F, _ sql: String, _ parameters: [any SQLValueConvertible] = []) throws -> Int {
         Int(try Connection(url: fixture.databaseURL).execute(sql, parameters).single().int("n"))

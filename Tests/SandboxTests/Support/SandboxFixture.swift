@@ -184,4 +184,28 @@ final class SandboxFixture: @unchecked Sendable {
     }
 
     static func text(_ response: Response) -> String { String(decoding: response.body, as: UTF8.self) }
+
+    // MARK: Recorded events
+
+    /// A row of `sb_events`, as tests assert on it.
+    struct RecordedEvent {
+        let type: String
+        let source: String
+        let requestID: String?
+        let clientID: String?
+        let payload: [String: Any]
+    }
+
+    /// Every event recorded so far, oldest first.
+    func events() throws -> [RecordedEvent] {
+        try Connection(url: databaseURL).execute(
+            "SELECT type, source, request_id, client_id, payload::text AS payload FROM sb_events ORDER BY id"
+        ).rows.map { row in
+            RecordedEvent(
+                type: try row.string("type"), source: try row.string("source"),
+                requestID: try row.optionalString("request_id"), clientID: try row.optionalString("client_id"),
+                payload: (try JSONSerialization.jsonObject(with: Data(try row.string("payload").utf8)))
+                    as? [String: Any] ?? [:])
+        }
+    }
 }
