@@ -45,7 +45,7 @@ struct Contacts: APIResource {
 
     static func badRequest(_ detail: String) -> SandboxFailure { .problem(.badRequest, "Bad Request", detail) }
 
-    static func origin(_ request: Request) -> String { "http://" + (request.header("host") ?? "localhost") }
+    static func origin(_ request: Request) -> String { request.sandboxOrigin }
 
     /// The columns every read renders a contact from; `ticks` is `updated_at` as exact .NET ticks.
     static let columns = """
@@ -117,11 +117,7 @@ struct Contacts: APIResource {
         }
         let origin = Self.origin(request)
         let items = try rows.map { try ContactDocument.render($0, origin: origin, fields: fields) }
-        // Repeated parameters (Search=a&Search=b) stay repeated on the envelope's links.
-        let kept = Request.parseQueryItems(request.queryString).filter {
-            !["offset", "limit"].contains($0.0.lowercased())
-        }
-        let base = Paging.Base(origin: origin, path: path, query: kept)
+        let base = page.base(request, path: path)
         return Response.json(page.envelope(items: items, size: Int(size), base: base))
     }
 
@@ -431,12 +427,7 @@ enum ContactDocument {
 
     // MARK: Checking a body
 
-    static func isBoolean(_ value: Any) -> Bool? {
-        if let flag = value as? Bool, type(of: value) == Bool.self { return flag }
-        // JSONSerialization decodes true/false to NSNumber with the type code "c".
-        if let number = value as? NSNumber, String(cString: number.objCType) == "c" { return number.boolValue }
-        return nil
-    }
+    static func isBoolean(_ value: Any) -> Bool? { JSONBoolean.value(value) }
 
     static func isString(_ value: Any) -> String? {
         value is NSNumber ? nil : value as? String

@@ -88,7 +88,7 @@ struct Documents: APIResource {
     func addFiles(_ items: [[String: Any]], matterID: UUID, request: Request, caller: APIServer.Caller) throws
         -> [[String: Any]]
     {
-        let origin = "http://" + (request.header("host") ?? "localhost")
+        let origin = request.sandboxOrigin
         return try database.transaction { connection in
             try requireMatter(connection, matterID, caller)
             return try items.map { item in
@@ -163,7 +163,7 @@ struct Documents: APIResource {
 
     func listFiles(_ request: Request, matterID: UUID, caller: APIServer.Caller) throws -> Response {
         let page = try Paging(request)
-        let origin = "http://" + (request.header("host") ?? "localhost")
+        let origin = request.sandboxOrigin
         let (size, rows) = try database.withConnection { connection in
             try requireMatter(connection, matterID, caller)
             let size = try connection.execute(
@@ -194,7 +194,7 @@ struct Documents: APIResource {
         }
         guard let row else { throw SandboxFailure.problem(.notFound, "Not Found", "No such file") }
         return Response.json(
-            try Self.fileJSON(row, matterID: matterID, origin: "http://" + (request.header("host") ?? "localhost")))
+            try Self.fileJSON(row, matterID: matterID, origin: request.sandboxOrigin))
     }
 
     /// A `File` as the spec shapes it.
@@ -292,7 +292,7 @@ struct Documents: APIResource {
         let created = try row.date("created_at").formatted(Date.ISO8601FormatStyle())
         let text = try row.string("text")
         return Response.json([
-            "href": "http://\(request.header("host") ?? "localhost")/matters/\(matter)/memos/\(id)", "id": id,
+            "href": "\(request.sandboxOrigin)/matters/\(matter)/memos/\(id)", "id": id,
             "matterId": matter, "title": try row.string("title"), "text": text, "plainText": text,
             "createdDate": created, "lastUpdated": created, "isDeleted": false,
         ])

@@ -8,7 +8,7 @@ struct FirmAndStaff: APIResource {
     let now: Date
 
     func handle(_ request: Request, path: String, caller: APIServer.Caller) throws -> Response? {
-        let origin = "http://" + (request.header("host") ?? "localhost")
+        let origin = request.sandboxOrigin
         switch (request.method, path) {
         case ("GET", "/firm"):
             return try firm(caller, origin: origin)

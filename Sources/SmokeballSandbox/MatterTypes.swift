@@ -90,12 +90,11 @@ struct Paging {
     }
 
     func base(_ request: Request, path: String) -> Base {
-        let host = request.header("host") ?? "localhost"
         // From the raw query string, so repeated parameters (`Search=a&Search=b`) all survive.
         let kept = Request.parseQueryItems(request.queryString).filter {
             !["offset", "limit"].contains($0.0.lowercased())
         }
-        return Base(origin: "http://" + host, path: path, query: kept)
+        return Base(origin: request.sandboxOrigin, path: path, query: kept)
     }
 
     func link(_ base: Base, offset: Int) -> [String: Any] {

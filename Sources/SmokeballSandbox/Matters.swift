@@ -57,7 +57,7 @@ struct Matters: APIResource {
 
     static func badRequest(_ detail: String) -> SandboxFailure { .problem(.badRequest, "Bad Request", detail) }
 
-    static func origin(_ request: Request) -> String { "http://" + (request.header("host") ?? "localhost") }
+    static func origin(_ request: Request) -> String { request.sandboxOrigin }
 
     // MARK: Reading
 
@@ -107,11 +107,7 @@ struct Matters: APIResource {
         }
         let origin = Self.origin(request)
         let items = try rows.map { try Self.render($0, origin: origin) }
-        // Built from the raw query string, not Paging.base, so a repeated Status stays on every link.
-        let kept = Request.parseQueryItems(request.queryString).filter {
-            !["offset", "limit"].contains($0.0.lowercased())
-        }
-        let base = Paging.Base(origin: origin, path: path, query: kept)
+        let base = page.base(request, path: path)
         return Response.json(page.envelope(items: items, size: Int(size), base: base))
     }
 
@@ -345,12 +341,7 @@ struct Matters: APIResource {
         }
     }
 
-    /// JSONSerialization decodes true/false and numbers alike to NSNumber; only booleans have type c/B.
-    static func boolean(_ raw: Any) -> Bool? {
-        guard let number = raw as? NSNumber else { return nil }
-        let code = String(cString: number.objCType)
-        return code == "c" || code == "B" ? number.boolValue : nil
-    }
+    static func boolean(_ raw: Any) -> Bool? { JSONBoolean.value(raw) }
 
     /// ISO 8601 as .NET reads it: with or without fractional seconds and offset, or a date alone.
     static func parseDate(_ text: String) -> Date? {

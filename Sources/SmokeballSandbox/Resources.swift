@@ -46,15 +46,18 @@ enum DotNetTicks {
 /// The `202 Accepted` answer of a write: a Link to the resource that will exist.
 enum Accepted {
     static func link(_ request: Request, id: UUID, path: String) -> Response {
-        let href = "http://" + (request.header("host") ?? "localhost") + path
+        let href = request.sandboxOrigin + path
         return Response.json(
             ["id": id.uuidString.lowercased(), "href": href, "relation": "self", "method": "GET"], status: .accepted,
             headers: [("Location", href)])
     }
 }
 
-/// The JSON body of a write, or a 400 ProblemDetails naming what is wrong.
 extension Request {
+    /// The sandbox's own base URL as the caller reached it, for hrefs and upload URLs.
+    var sandboxOrigin: String { "http://" + (header("host") ?? "localhost") }
+
+    /// The JSON body of a write, or a 400 ProblemDetails naming what is wrong.
     func sandboxJSON() throws -> [String: Any] {
         let type = header("content-type")?.lowercased() ?? ""
         // Smokeball's spec lists application/json-patch+json and application/*+json beside plain JSON.

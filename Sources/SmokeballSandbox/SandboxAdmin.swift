@@ -69,7 +69,7 @@ struct SandboxAdmin {
         -> Double
     {
         guard let raw = body[key] else { return value }
-        guard let number = raw as? NSNumber, String(cString: number.objCType) != "c",
+        guard let number = raw as? NSNumber, JSONBoolean.value(raw) == nil,
             number.doubleValue > 0 || (allowZero && number.doubleValue == 0)
         else {
             throw SandboxFailure.problem(.badRequest, "Bad Request", "\(key) must be a positive number")

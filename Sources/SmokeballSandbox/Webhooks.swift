@@ -61,7 +61,7 @@ struct Webhooks: APIResource {
         .problem(.methodNotAllowed, "Method Not Allowed", "\(request.method) is not supported here")
     }
 
-    static func origin(_ request: Request) -> String { "http://" + (request.header("host") ?? "localhost") }
+    static func origin(_ request: Request) -> String { request.sandboxOrigin }
 
     // MARK: Reads
 

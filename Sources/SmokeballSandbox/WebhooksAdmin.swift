@@ -27,18 +27,14 @@ struct WebhooksAdmin: SandboxAdminExtension {
 
     func setKnobs(_ request: Request) throws -> Response {
         let body: [String: Any]
-        do {
-            body = try request.jsonObject()
-        } catch {
-            throw SandboxFailure.problem(.badRequest, "Bad Request", error.message)
-        }
+        body = try SandboxAdmin(database: database, now: now).body(request)
         let clientID = try SandboxAdmin.string(body, "client_id")
         func flag(_ name: String) throws -> Bool? {
             guard let raw = body[name], !(raw is NSNull) else { return nil }
-            guard let number = raw as? NSNumber, ["c", "B"].contains(String(cString: number.objCType)) else {
+            guard let flag = JSONBoolean.value(raw) else {
                 throw SandboxFailure.problem(.badRequest, "Bad Request", "\(name) must be true or false")
             }
-            return number.boolValue
+            return flag
         }
         let duplicate = try flag("duplicate")
         let shuffle = try flag("shuffle")

@@ -34,20 +34,14 @@ import Testing
         _ fixture: F, _ method: String, _ path: String, _ token: String, body: [UInt8],
         requestID: String = "contact-req"
     ) -> Response {
-        fixture.call(
-            method, path,
-            headers: [
-                "x-api-key": F.apiKey, "authorization": "Bearer " + token, "content-type": "application/json",
-                "requestid": requestID,
-            ], body: body)
+        fixture.write(method, path, token: token, body: body, requestID: requestID)
     }
 
     static func send(
         _ fixture: F, _ method: String, _ path: String, _ token: String, _ object: Any,
         requestID: String = "contact-req"
     ) -> Response {
-        let body = (try? JSONSerialization.data(withJSONObject: object)).map { [UInt8]($0) } ?? []
-        return send(fixture, method, path, token, body: body, requestID: requestID)
+        fixture.write(method, path, token: token, body: F.jsonBytes(object), requestID: requestID)
     }
 
     /// GET /contacts with query items that may repeat (`Search=a&Search=b`), which the fixture's

@@ -22,19 +22,12 @@ import Testing
         return id.uuidString.lowercased()
     }
 
-    static func json(_ object: Any) -> [UInt8] {
-        (try? JSONSerialization.data(withJSONObject: object)).map { [UInt8]($0) } ?? []
-    }
+    static func json(_ object: Any) -> [UInt8] { F.jsonBytes(object) }
 
     static func post(_ fixture: F, _ path: String, _ token: String, _ body: Any, requestID: String = "doc-req")
         -> Response
     {
-        fixture.call(
-            "POST", path,
-            headers: [
-                "x-api-key": F.apiKey, "authorization": "Bearer " + token, "content-type": "application/json",
-                "requestid": requestID,
-            ], body: json(body))
+        fixture.write("POST", path, token: token, body: json(body), requestID: requestID)
     }
 
     static func uploadPath(_ info: [String: Any]) -> String {

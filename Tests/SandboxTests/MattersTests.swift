@@ -17,19 +17,12 @@ import Testing
 
     // MARK: Helpers
 
-    static func bytes(_ object: Any) -> [UInt8] {
-        (try? JSONSerialization.data(withJSONObject: object)).map { [UInt8]($0) } ?? []
-    }
+    static func bytes(_ object: Any) -> [UInt8] { F.jsonBytes(object) }
 
     static func send(
         _ fixture: F, _ method: String, _ path: String, _ token: String, body: [UInt8], requestID: String = "req"
     ) -> Response {
-        fixture.call(
-            method, path,
-            headers: [
-                "x-api-key": F.apiKey, "authorization": "Bearer " + token, "content-type": "application/json",
-                "requestid": requestID,
-            ], body: body)
+        fixture.write(method, path, token: token, body: body, requestID: requestID)
     }
 
     static func send(

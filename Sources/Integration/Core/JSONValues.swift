@@ -1,3 +1,4 @@
+import FastCGI
 import Foundation
 
 /// Small helpers for answers built from `JSONSerialization` values.
@@ -12,12 +13,7 @@ enum JSONValues {
     static func orNull(_ value: Any?) -> Any { value ?? NSNull() }
 
     /// True for JSON booleans only (`JSONSerialization` also decodes 0/1 as NSNumber).
-    static func isBool(_ value: Any) -> Bool {
-        guard let number = value as? NSNumber, !(value is String) else { return false }
-        // JSONSerialization decodes true/false as a boolean NSNumber whose type code is "c";
-        // integers come back as "i"/"q", so `1` is not mistaken for `true`.
-        return String(cString: number.objCType) == "c"
-    }
+    static func isBool(_ value: Any) -> Bool { JSONBoolean.value(value) != nil }
 
     /// A JSON string value (not a number that bridges to String).
     static func string(_ value: Any) -> String? {

@@ -114,8 +114,23 @@ final class SandboxFixture: @unchecked Sendable {
     }
 
     func admin(_ method: String, _ path: String, _ body: [String: Any]? = nil) -> Response {
-        let bytes = body.map { (try? JSONSerialization.data(withJSONObject: $0)).map { [UInt8]($0) } ?? [] } ?? []
-        return call(method, path, headers: body == nil ? [:] : ["content-type": "application/json"], body: bytes)
+        call(
+            method, path, headers: body == nil ? [:] : ["content-type": "application/json"],
+            body: body.map(Self.jsonBytes) ?? [])
+    }
+
+    /// An API write as the integration sends it: key, token, JSON content type and a RequestId.
+    func write(_ method: String, _ path: String, token: String, body: [UInt8], requestID: String) -> Response {
+        call(
+            method, path,
+            headers: [
+                "x-api-key": Self.apiKey, "authorization": "Bearer " + token, "content-type": "application/json",
+                "requestid": requestID,
+            ], body: body)
+    }
+
+    static func jsonBytes(_ object: Any) -> [UInt8] {
+        (try? JSONSerialization.data(withJSONObject: object)).map { [UInt8]($0) } ?? []
     }
 
     static func form(_ fields: [(String, String)]) -> [UInt8] {
