@@ -71,6 +71,18 @@ public final class Database: @unchecked Sendable {
         }
     }
 
+    /// Reads in one round trip: the statements and one sync form a single implicit
+    /// transaction (so `set_config(..., true)` in one statement holds for the next), two
+    /// statements cheaper than `pipelinedTransaction` because no BEGIN/COMMIT travel. For
+    /// statements that only read: a dead connection is replaced and the batch sent once more.
+    public func pipelinedRead(_ statements: [Statement]) throws -> [QueryResult] {
+        do {
+            return try withConnection { connection in try connection.pipeline(statements) }
+        } catch let error as DatabaseError where error.isUnavailable {
+            return try withConnection { connection in try connection.pipeline(statements) }
+        }
+    }
+
     /// Drops the connection (tests; after fork in a parent that used one).
     public func disconnect() {
         lock.lock()

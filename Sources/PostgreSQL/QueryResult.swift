@@ -5,26 +5,10 @@ import Foundation
 public final class QueryResult {
     private let handle: OpaquePointer
     public let rowCount: Int
-    public let columnNames: [String]
-    private let columnIndex: [String: Int]
-    private let columnTypes: [UInt32]
 
     init(owning handle: OpaquePointer) {
         self.handle = handle
         self.rowCount = Int(PQntuples(handle))
-        let count = Int(PQnfields(handle))
-        var names: [String] = []
-        var index: [String: Int] = [:]
-        var types: [UInt32] = []
-        for column in 0..<count {
-            let name = String(cString: PQfname(handle, Int32(column)))
-            names.append(name)
-            if index[name] == nil { index[name] = column }
-            types.append(UInt32(PQftype(handle, Int32(column))))
-        }
-        self.columnNames = names
-        self.columnIndex = index
-        self.columnTypes = types
     }
 
     deinit {
@@ -46,9 +30,23 @@ public final class QueryResult {
 
     public var first: Row? { rowCount > 0 ? Row(result: self, index: 0) : nil }
 
+    /// Column names in order.
+    public var columnNames: [String] {
+        (0..<PQnfields(handle)).map { String(cString: PQfname(handle, $0)) }
+    }
+
+    /// Looked up in libpq's own column descriptors rather than a name index built for every
+    /// result: most results are read once, a few columns each. Names match exactly (the first
+    /// column of that name); PQfnumber's identifier folding is only a fast path.
     func column(_ name: String) throws(DatabaseError) -> (index: Int32, type: UInt32) {
-        guard let column = columnIndex[name] else { throw DatabaseError(.unknownColumn, name: name) }
-        return (Int32(column), columnTypes[column])
+        let column: Int32 = name.withCString { wanted in
+            let guess = PQfnumber(handle, wanted)
+            if guess >= 0, strcmp(PQfname(handle, guess), wanted) == 0 { return guess }
+            for column in 0..<PQnfields(handle) where strcmp(PQfname(handle, column), wanted) == 0 { return column }
+            return -1
+        }
+        guard column >= 0 else { throw DatabaseError(.unknownColumn, name: name) }
+        return (column, UInt32(PQftype(handle, column)))
     }
 
     func isNull(row: Int, column: Int32) -> Bool { PQgetisnull(handle, Int32(row), column) == 1 }

@@ -52,6 +52,19 @@ import Testing
             #expect(try row.int("number") == 42)
         }
     }
+    @Test func columnsAreFoundByTheirExactName() throws {
+        try TestDatabase.with { database in
+            let connection = try Connection(url: database.url)
+            let row = try connection.execute(
+                #"SELECT 1 AS total, 2 AS "Total", 3 AS "with""quote", 4 AS total"#
+            ).single()
+            #expect(try row.int("total") == 1)
+            #expect(try row.int("Total") == 2)
+            #expect(try row.int(#"with"quote"#) == 3)
+            #expect(throws: DatabaseError(.unknownColumn, name: "TOTAL")) { try row.int("TOTAL") }
+            #expect(throws: DatabaseError(.unknownColumn, name: #""total""#)) { try row.int(#""total""#) }
+        }
+    }
 
     @Test func serverErrorsCarrySQLStateButNoValues() throws {
         try TestDatabase.with { database in

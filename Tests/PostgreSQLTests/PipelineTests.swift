@@ -37,6 +37,43 @@ import Testing
         }
     }
 
+    @Test func withoutBeginThePipelineIsOneImplicitTransaction() throws {
+        try TestDatabase.with { database in
+            let shared = Database(url: database.url)
+            let results = try shared.pipelinedRead([
+                Statement("SELECT set_config('app.firm_id', $1, true) AS v", ["firm-b"]),
+                Statement("SELECT current_setting('app.firm_id', true) AS v, txid_current_if_assigned() AS x"),
+                Statement("SELECT current_setting('app.firm_id', true) AS v"),
+            ])
+            #expect(try results[1].single().string("v") == "firm-b")
+            #expect(try results[2].single().string("v") == "firm-b")
+            // Ended at the sync: the next round trip starts clean.
+            let after = try shared.pipelinedRead([
+                Statement("SELECT coalesce(current_setting('app.firm_id', true), '') AS v")
+            ])
+            #expect(try after[0].single().string("v") == "")
+        }
+    }
+
+    @Test func aPipelinedReadReconnectsAfterTheSessionDiesAndReportsAnOutage() throws {
+        try TestDatabase.with { database in
+            let shared = Database(url: database.url)
+            let pid = Statement("SELECT pg_backend_pid() AS pid")
+            let first = try shared.pipelinedRead([pid])[0].single().int("pid")
+            try database.terminateSessions()
+            let second = try shared.pipelinedRead([pid])[0].single().int("pid")
+            #expect(first != second)
+            try database.takeOffline()
+            #expect {
+                _ = try shared.pipelinedRead([pid])
+            } throws: { error in
+                (error as? DatabaseError)?.isUnavailable == true
+            }
+            try database.bringOnline()
+            #expect(try shared.pipelinedRead([pid])[0].single().int("pid") != second)
+        }
+    }
+
     @Test func aFailureMidwayRollsBackEverythingAndSkipsTheRest() throws {
         try TestDatabase.with { database in
             let connection = try Connection(url: database.url)

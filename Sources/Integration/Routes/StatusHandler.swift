@@ -25,11 +25,13 @@ public struct StatusHandler: Handler {
         switch request.method {
         case "GET", "HEAD":
             let userID = try authenticator.userID(for: request)
-            // BEGIN, authenticate, the status query and COMMIT travel in one round trip. If the
-            // user is unknown or has no firm, app_authenticate set no firm and row-level
-            // security gave the status query nothing; the caller check below answers 401/403.
-            let results = try database.pipelinedTransaction(
-                readOnly: true, [Tenancy.authenticate(userID), Statement(Self.statusQuery, [Self.platform])])
+            // Authenticate and the status query travel in one round trip, as one implicit
+            // transaction. If the user is unknown or has no firm, app_authenticate set no firm and
+            // row-level security gave the status query nothing; the caller check below answers
+            // 401/403.
+            let results = try database.pipelinedRead([
+                Tenancy.authenticate(userID), Statement(Self.statusQuery, [Self.platform]),
+            ])
             let caller = try Tenancy.caller(from: results[0], userID: userID)
             return Response.json(try Self.status(from: results[1].single(), caller: caller))
         case "PUT", "PATCH":
