@@ -94,7 +94,7 @@ ensure_secrets() {
     fi
     chmod 0600 "${file}"
     for key in CASEHUG_JWT_SECRET TOKEN_ENCRYPTION_KEY PG_SUPERUSER_PASSWORD APP_DB_PASSWORD \
-        SANDBOX_CLIENT_SECRET SANDBOX_API_KEY SANDBOX_USER_PASSWORD; do
+        SANDBOX_CLIENT_SECRET SANDBOX_API_KEY SANDBOX_USER_PASSWORD SANDBOX_DB_PASSWORD; do
         if grep -q "^${key}=" "${file}"; then
             continue
         fi
@@ -290,10 +290,7 @@ pg_superuser_url() {
 # pg_app_url DATADIR PORT DATABASE. A local socket costs PostgreSQL and the route noticeably
 # less CPU per round trip than TCP on loopback; the role still needs its password there.
 pg_app_url() {
-    local datadir=$1 port=$2 database=$3 sockdir
-    datadir="$(cd "$(dirname "${datadir}")" && pwd -P)/$(basename "${datadir}")"
-    sockdir=$(pg_socket_dir "${datadir}")
-    echo "postgresql://casehug_app:${APP_DB_PASSWORD}@/${database}?host=$(uri_encode "${sockdir}")&port=${port}"
+    pg_socket_url "$1" "$2" "$3" casehug_app "${APP_DB_PASSWORD}"
 }
 
 # Percent-encodes everything but unreserved characters and '/'.
@@ -317,13 +314,40 @@ pg_psql() {
         -h 127.0.0.1 -p "${port}" -U postgres -d "${database}" "$@"
 }
 
-# Creates DATABASE unless it exists.
+# pg_ensure_database PORT DATABASE [OWNER]: creates DATABASE unless it exists. With OWNER, a
+# database owned by another role (left by an older version of the scripts) is recreated.
 pg_ensure_database() {
-    local port=$1 database=$2
-    if [[ "$(pg_psql "${port}" postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '${database}'")" != 1 ]]; then
-        log "creating database ${database}"
-        pg_psql "${port}" postgres -c "CREATE DATABASE \"${database}\""
+    local port=$1 database=$2 owner=${3:-} current
+    current=$(pg_psql "${port}" postgres -tAc \
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '${database}'")
+    if [[ -n ${current} && -n ${owner} && ${current} != "${owner}" ]]; then
+        log "recreating database ${database} for owner ${owner}"
+        pg_psql "${port}" postgres -c "DROP DATABASE \"${database}\" WITH (FORCE)"
+        current=""
     fi
+    if [[ -z ${current} ]]; then
+        log "creating database ${database}"
+        pg_psql "${port}" postgres -c "CREATE DATABASE \"${database}\"${owner:+ OWNER \"${owner}\"}"
+    fi
+}
+
+# pg_ensure_login_role PORT ROLE PASSWORD: a plain login role (no superuser, no BYPASSRLS, cannot
+# create roles or databases) with that password. The password goes over stdin.
+pg_ensure_login_role() {
+    local port=$1 role=$2 password=$3
+    printf '%s\n' "SET log_statement = 'none';" \
+        "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN
+            CREATE ROLE \"${role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; END IF; END \$\$;" \
+        "ALTER ROLE \"${role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD '${password}';" |
+        pg_psql "${port}" postgres -f - >/dev/null
+}
+
+# libpq URI for ROLE on the cluster's Unix socket: pg_socket_url DATADIR PORT DATABASE ROLE PASSWORD.
+pg_socket_url() {
+    local datadir=$1 port=$2 database=$3 role=$4 password=$5 sockdir
+    datadir="$(cd "$(dirname "${datadir}")" && pwd -P)/$(basename "${datadir}")"
+    sockdir=$(pg_socket_dir "${datadir}")
+    echo "postgresql://${role}:${password}@/${database}?host=$(uri_encode "${sockdir}")&port=${port}"
 }
 
 # wait_for_http URL TIMEOUT_SECONDS [curl args...]: until URL answers 2xx.
