@@ -42,6 +42,9 @@ public struct SandboxHandler: Handler {
         if path.hasPrefix("/_uploads/") {
             return try Uploads(database: database, now: clock()).handle(request)
         }
+        if path.hasPrefix("/_downloads/") {
+            return try Downloads(database: database, now: clock()).serve(request)
+        }
         if path.hasPrefix("/_sandbox/") {
             return try SandboxAdmin(database: database, now: clock()).handle(request)
         }
