@@ -39,13 +39,11 @@ struct Matters: APIResource {
         switch request.method {
         case "GET":
             return try single(request, id: id, caller: caller)
-        case "PATCH", "PUT":
-            let fields = try Self.fields(try request.sandboxJSON())
-            return try update(request, id: id, fields: fields, lockedContacts: request.method == "PUT", caller: caller)
-        case "DELETE":
-            // Smokeball keeps deleted matters, with status Deleted.
-            return try update(
-                request, id: id, fields: ["status": .text("Deleted")], lockedContacts: false, caller: caller)
+        case "PATCH", "PUT", "DELETE":
+            let body = request.method == "DELETE" ? [:] : try request.sandboxJSON()
+            try PendingUpdate(resource: .matter, id: id, method: request.method, body: body).accept(
+                database, caller: caller, now: now)
+            return Accepted.link(request, id: id, path: "/matters/" + id.uuidString.lowercased())
         default:
             throw Self.methodNotAllowed(request)
         }
@@ -544,17 +542,6 @@ struct Matters: APIResource {
     }
 
     // MARK: Update
-
-    func update(
-        _ request: Request, id: UUID, fields: [String: Field], lockedContacts: Bool, caller: APIServer.Caller
-    ) throws -> Response {
-        try database.transaction { connection in
-            try apply(
-                fields, to: id, account: caller.accountID, region: caller.region, lockedContacts: lockedContacts,
-                caller: caller, connection: connection)
-        }
-        return Accepted.link(request, id: id, path: "/matters/" + id.uuidString.lowercased())
-    }
 
     /// Applies a partial update as Smokeball's processor would, in the caller's transaction.
     /// Throws 404 for a matter the account cannot see and 400 for what the spec calls unsupported;
