@@ -36,7 +36,7 @@ struct Documents: APIResource {
             let info = try addFiles([try request.sandboxJSON()], matterID: matterID, request: request, caller: caller)
             return Response.json(info[0], status: .accepted)
         case ("POST", 3, ["documents", "files", "bulk"]):
-            guard let items = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [[String: Any]],
+            guard let items = try request.sandboxJSONValue() as? [[String: Any]],
                 !items.isEmpty, items.count <= 500
             else {
                 throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be an array of 1 to 500 files")

@@ -57,8 +57,16 @@ extension Request {
     /// The sandbox's own base URL as the caller reached it, for hrefs and upload URLs.
     var sandboxOrigin: String { "http://" + (header("host") ?? "localhost") }
 
-    /// The JSON body of a write, or a 400 ProblemDetails naming what is wrong.
+    /// The JSON object body of a write, or a 400 ProblemDetails naming what is wrong.
     func sandboxJSON() throws -> [String: Any] {
+        guard let object = try sandboxJSONValue() as? [String: Any] else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be a JSON object")
+        }
+        return object
+    }
+
+    /// Any JSON body (an array for bulk writes): 415 unless sent as JSON, 400 unless it parses.
+    func sandboxJSONValue() throws -> Any {
         let type = header("content-type")?.lowercased() ?? ""
         // Smokeball's spec lists application/json-patch+json and application/*+json beside plain JSON.
         guard
@@ -67,9 +75,9 @@ extension Request {
         else {
             throw SandboxFailure.problem(.unsupportedMediaType, "Unsupported Media Type", "Send a JSON body")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
-            throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be a JSON object")
+        guard let value = try? JSONSerialization.jsonObject(with: Data(body)) else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "The body is not valid JSON; send a JSON object")
         }
-        return object
+        return value
     }
 }
