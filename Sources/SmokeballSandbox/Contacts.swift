@@ -94,7 +94,9 @@ struct Contacts: APIResource {
             }
             if exclude { conditions.append("NOT is_deleted") }
         }
-        let order = try Self.order(request.queryValue("Sort"))
+        // The spec offers lastUpdated only.
+        let order = try SortOrder.sql(
+            request.queryValue("Sort"), columns: ["lastupdated": "updated_at"], id: "id", fallback: "updated_at")
         let fields = Set(
             request.queryValues("Fields").flatMap { $0.split(separator: ",") }
                 .map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
@@ -118,17 +120,6 @@ struct Contacts: APIResource {
         let items = try rows.map { try ContactDocument.render($0, origin: origin, fields: fields) }
         let base = page.base(request, path: path)
         return Response.json(page.envelope(items: items, size: Int(size), base: base))
-    }
-
-    /// `Sort`: the spec offers lastUpdated only; `id` breaks ties so pages never overlap.
-    static func order(_ sort: String?) throws -> String {
-        guard let sort, !sort.isEmpty else { return "updated_at, id" }
-        let words = sort.split(separator: " ").map { $0.lowercased() }
-        switch words {
-        case ["lastupdated"], ["lastupdated", "asc"], ["+lastupdated"]: return "updated_at, id"
-        case ["lastupdated", "desc"], ["-lastupdated"]: return "updated_at DESC, id DESC"
-        default: throw badRequest("Sort must be lastUpdated, optionally followed by asc or desc")
-        }
     }
 
     func contact(_ request: Request, id: UUID, caller: APIServer.Caller) throws -> Response {

@@ -5,7 +5,8 @@ import PostgreSQL
 /// A firm's matters (leads are matters with `isLead`):
 ///
 ///     GET    /matters        Offset, Limit, Search, MatterTypeId, ContactId, Status (repeatable or
-///                            comma-separated), Type | IsLead, UpdatedSince (ticks) | LastUpdated (date-time)
+///                            comma-separated), Type | IsLead, UpdatedSince (ticks) | LastUpdated (date-time),
+///                            Sort (status, lastUpdated; asc or desc)
 ///     POST   /matters        MatterDto  → 202 Link
 ///     GET    /matters/{id}
 ///     PATCH  /matters/{id}   MatterDto2 → 202 Link
@@ -76,6 +77,10 @@ struct Matters: APIResource {
     func list(_ request: Request, path: String, caller: APIServer.Caller) throws -> Response {
         let page = try Paging(request)
         let filters = try Self.listFilters(request)
+        // The spec's sortable fields: status and lastUpdated.
+        let order = try SortOrder.sql(
+            request.queryValue("Sort"), columns: ["status": "m.status", "lastupdated": "m.updated_at"], id: "m.id",
+            fallback: "m.updated_at")
         let parameters: [any SQLValueConvertible] = [
             caller.accountID, now, filters.matterType, filters.contact, filters.statuses, filters.isLead,
             filters.updatedSince, filters.search,
@@ -98,7 +103,7 @@ struct Matters: APIResource {
             let rows = try connection.execute(
                 """
                 SELECT \(Self.columns) FROM sb_matters m JOIN sb_matter_types t ON t.id = m.matter_type_id
-                WHERE \(conditions) ORDER BY m.updated_at, m.id OFFSET $9 LIMIT $10
+                WHERE \(conditions) ORDER BY \(order) OFFSET $9 LIMIT $10
                 """, parameters + [page.offset, page.limit]
             ).rows
             return (size, rows)
