@@ -190,6 +190,24 @@ import Testing
             let statuses = (log.jsonObject["requests"] as? [[String: Any]] ?? []).map { $0["status"] as? Int }
             #expect(statuses.first == 0)
             #expect(statuses.last == 401)
+
+            // The auth server drops connections the same way.
+            _ = try service.send(
+                "POST", "/_sandbox/faults", body: Self.json(["path_prefix": "/oauth2/token", "drop_connection": true]),
+                contentType: "application/json", base: service.sandboxURL)
+            let form = Self.form([("grant_type", "client_credentials")])
+            let token = try service.send(
+                "POST", "/oauth2/token", body: form, contentType: "application/x-www-form-urlencoded",
+                base: service.sandboxURL)
+            #expect(token.status == 502)
+            Self.expectProblemDetails(token, status: 502)
+            _ = try service.send("DELETE", "/_sandbox/faults", base: service.sandboxURL)
+            try RunningService.waitFor("the token endpoint to answer again") {
+                let answer = try? service.send(
+                    "POST", "/oauth2/token", body: form, contentType: "application/x-www-form-urlencoded",
+                    base: service.sandboxURL)
+                return answer?.status == 401
+            }
         }
     }
 
