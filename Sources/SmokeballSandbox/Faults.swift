@@ -19,8 +19,8 @@ struct Faults {
 
     /// Applies the faults matching the path (and partner): sleeps for added latency, then
     /// decides, per fault and with its share as the probability, whether this request fails.
-    /// Off the API (auth server, upload and download URLs) the partner is not known: `clientID`
-    /// nil, and only faults without a `client_id` apply.
+    /// `clientID` nil (the upload and download URLs, which name no partner): only faults without
+    /// a `client_id` apply.
     func apply(path: String, clientID: String?) throws -> Outcome {
         let faults = try database.withConnection {
             try $0.execute(
@@ -50,7 +50,12 @@ struct Faults {
     /// caller there expects: OAuth's JSON error at the token endpoint, an HTML page at the
     /// authorize endpoint, ProblemDetails elsewhere.
     func applyOffAPI(_ request: Request) throws {
-        switch try apply(path: request.path, clientID: nil) {
+        // The partner at the auth server: its Basic credentials, else the client_id it sends.
+        let clientID =
+            request.path.hasPrefix("/oauth2/")
+            ? Secrets.basicCredentials(request.header("authorization"))?.id ?? request.formFields?["client_id"]
+                ?? request.queryValue("client_id") : nil
+        switch try apply(path: request.path, clientID: clientID) {
         case .proceed:
             return
         case .dropConnection:

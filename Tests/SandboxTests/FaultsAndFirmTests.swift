@@ -134,6 +134,21 @@ import Testing
         ).single().int("n")
     }
 
+    @Test func tokenFaultsCanTargetOnePartner() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (_, refresh) = fixture.connect()
+        let renew = [("grant_type", "refresh_token"), ("refresh_token", refresh)]
+        _ = fixture.admin(
+            "POST", "/_sandbox/faults", ["path_prefix": "/oauth2/token", "status": 500, "client_id": "someone-else"])
+        #expect(fixture.token(renew).status == .ok)
+        _ = fixture.admin(
+            "POST", "/_sandbox/faults", ["path_prefix": "/oauth2/", "status": 500, "client_id": F.clientID])
+        let failed = fixture.token(renew)
+        #expect(failed.status.code == 500)
+        #expect(F.json(failed)["error"] as? String == "server_error")
+        #expect(fixture.authorize().0.status.code == 500)
+    }
+
     @Test func anAuthorizeFaultAnswersAnErrorPageAndIssuesNoCode() throws {
         let fixture = try F(rate: 1000, burst: 1000)
         _ = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/oauth2/authorize", "status": 502])
