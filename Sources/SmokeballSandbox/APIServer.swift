@@ -37,6 +37,8 @@ struct APIServer {
             try takeToken(client)
             var path = Substring(request.path)
             let caller = try authorize(request, client: client, path: &path)
+            // Updates that have become due are applied before the request sees the account.
+            try PendingUpdate.settle(database, account: caller.accountID, now: now)
             response = try route(request, path: String(path), caller: caller)
         } catch let failure as SandboxFailure {
             response = failure.response(requestID: requestID)

@@ -30,8 +30,7 @@ struct Contacts: APIResource {
             guard let id = UUID(uuidString: parts[1]) else { throw Self.notFound }
             switch request.method {
             case "GET": return try contact(request, id: id, caller: caller)
-            case "PUT": return try update(request, id: id, caller: caller)
-            default: return try delete(request, id: id, caller: caller)
+            default: return try update(request, id: id, caller: caller)
             }
         default: throw Self.methodNotAllowed(request)
         }
@@ -95,7 +94,9 @@ struct Contacts: APIResource {
             }
             if exclude { conditions.append("NOT is_deleted") }
         }
-        let order = try Self.order(request.queryValue("Sort"))
+        // The spec offers lastUpdated only.
+        let order = try SortOrder.sql(
+            request.queryValue("Sort"), columns: ["lastupdated": "updated_at"], id: "id", fallback: "updated_at")
         let fields = Set(
             request.queryValues("Fields").flatMap { $0.split(separator: ",") }
                 .map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
@@ -119,17 +120,6 @@ struct Contacts: APIResource {
         let items = try rows.map { try ContactDocument.render($0, origin: origin, fields: fields) }
         let base = page.base(request, path: path)
         return Response.json(page.envelope(items: items, size: Int(size), base: base))
-    }
-
-    /// `Sort`: the spec offers lastUpdated only; `id` breaks ties so pages never overlap.
-    static func order(_ sort: String?) throws -> String {
-        guard let sort, !sort.isEmpty else { return "updated_at, id" }
-        let words = sort.split(separator: " ").map { $0.lowercased() }
-        switch words {
-        case ["lastupdated"], ["lastupdated", "asc"], ["+lastupdated"]: return "updated_at, id"
-        case ["lastupdated", "desc"], ["-lastupdated"]: return "updated_at DESC, id DESC"
-        default: throw badRequest("Sort must be lastUpdated, optionally followed by asc or desc")
-        }
     }
 
     func contact(_ request: Request, id: UUID, caller: APIServer.Caller) throws -> Response {
@@ -222,28 +212,9 @@ struct Contacts: APIResource {
     }
 
     func update(_ request: Request, id: UUID, caller: APIServer.Caller) throws -> Response {
-        let changes = try ContactDocument.Changes(try request.sandboxJSON())
-        try database.transaction { connection in
-            let outcome = try ContactDocument.apply(
-                changes, to: id, account: caller.accountID, region: caller.region, caller: caller, now: now,
-                connection: connection)
-            if case .failed(let reason) = outcome {
-                try ContactDocument.recordError(
-                    connection, account: caller.accountID, id: id, action: "update",
-                    reason: reason, caller: caller)
-            }
-        }
-        return Accepted.link(request, id: id, path: "/contacts/\(id.uuidString.lowercased())")
-    }
-
-    func delete(_ request: Request, id: UUID, caller: APIServer.Caller) throws -> Response {
-        var changes = ContactDocument.Changes()
-        changes.isDeleted = true
-        try database.transaction { connection in
-            _ = try ContactDocument.apply(
-                changes, to: id, account: caller.accountID, region: caller.region, caller: caller, now: now,
-                connection: connection)
-        }
+        let body = request.method == "DELETE" ? [:] : try request.sandboxJSON()
+        try PendingUpdate(resource: .contact, id: id, method: request.method, body: body).accept(
+            database, caller: caller, now: now)
         return Accepted.link(request, id: id, path: "/contacts/\(id.uuidString.lowercased())")
     }
 }
@@ -655,8 +626,8 @@ enum ContactDocument {
     }
 
     /// Applies `changes` to a readable contact of the account (404 otherwise) and records the
-    /// event: `contact.deleted` when it becomes deleted, else `contact.updated`. An update is
-    /// readable at once: the sandbox keeps one version of a contact, not a pending one.
+    /// event: `contact.deleted` when it becomes deleted, else `contact.updated`. With a write
+    /// delay this runs when the update is due (see `PendingUpdate`).
     static func apply(
         _ changes: Changes, to id: UUID, account: UUID, region: String, caller: APIServer.Caller?, now: Date,
         connection: Connection

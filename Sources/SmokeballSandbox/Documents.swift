@@ -8,7 +8,9 @@ import PostgreSQL
 ///     POST /matters/{id}/documents/files        {fileName, folderId? | folderPath?} → 202 {fileId, uploadUrl, expiry}
 ///     POST /matters/{id}/documents/files/bulk   [AddFileDto]                        → 202 [UploadFileInfo]
 ///     GET  /matters/{id}/documents/files[/{fileId}]
+///     GET  /matters/{id}/documents/files/{fileId}/download                          → DownloadFileInfo
 ///     POST /matters/{id}/documents/folders      {name, parentFolderId?}              → 202 Link
+///     GET  /matters/{id}/documents/folders[/{folderId}]                              (see `Folders`)
 ///     POST /matters/{id}/memos                  {title, text}                        → 202 Link
 ///     GET  /matters/{id}/memos/{memoId}
 ///
@@ -34,7 +36,7 @@ struct Documents: APIResource {
             let info = try addFiles([try request.sandboxJSON()], matterID: matterID, request: request, caller: caller)
             return Response.json(info[0], status: .accepted)
         case ("POST", 3, ["documents", "files", "bulk"]):
-            guard let items = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [[String: Any]],
+            guard let items = try request.sandboxJSONValue() as? [[String: Any]],
                 !items.isEmpty, items.count <= 500
             else {
                 throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be an array of 1 to 500 files")
@@ -48,6 +50,21 @@ struct Documents: APIResource {
                 throw SandboxFailure.problem(.notFound, "Not Found", "No such file")
             }
             return try file(request, matterID: matterID, fileID: fileID, caller: caller)
+        case ("GET", 4, _) where rest[0] == "documents" && rest[1] == "files" && rest[3] == "download":
+            guard let fileID = UUID(uuidString: rest[2]) else {
+                throw SandboxFailure.problem(.notFound, "Not Found", "No such file")
+            }
+            return try Downloads(database: database, now: now).info(
+                request, matterID: matterID, fileID: fileID, caller: caller)
+        case ("GET", 2, ["documents", "folders"]):
+            return try Folders(database: database, now: now).list(
+                request, matterID: matterID, folderID: nil, caller: caller)
+        case ("GET", 3, _) where rest[0] == "documents" && rest[1] == "folders":
+            guard let folderID = UUID(uuidString: rest[2]) else {
+                throw SandboxFailure.problem(.notFound, "Not Found", "No such folder")
+            }
+            return try Folders(database: database, now: now).list(
+                request, matterID: matterID, folderID: folderID, caller: caller)
         case ("POST", 2, ["documents", "folders"]):
             return try addFolder(try request.sandboxJSON(), matterID: matterID, request: request, caller: caller)
         case ("POST", 1, ["memos"]):

@@ -19,7 +19,9 @@ struct Faults {
 
     /// Applies the faults matching the path (and partner): sleeps for added latency, then
     /// decides, per fault and with its share as the probability, whether this request fails.
-    func apply(path: String, clientID: String) throws -> Outcome {
+    /// `clientID` nil (the upload and download URLs, which name no partner): only faults without
+    /// a `client_id` apply.
+    func apply(path: String, clientID: String?) throws -> Outcome {
         let faults = try database.withConnection {
             try $0.execute(
                 """
@@ -42,6 +44,34 @@ struct Faults {
             }
         }
         return .proceed
+    }
+
+    /// Faults on the auth server and the upload and download URLs, answered in the form the
+    /// caller there expects: OAuth's JSON error at the token endpoint, an HTML page at the
+    /// authorize endpoint, ProblemDetails elsewhere.
+    func applyOffAPI(_ request: Request) throws {
+        // The partner at the auth server: its Basic credentials, else the client_id it sends.
+        let clientID =
+            request.path.hasPrefix("/oauth2/")
+            ? Secrets.basicCredentials(request.header("authorization"))?.id ?? request.formFields?["client_id"]
+                ?? request.queryValue("client_id") : nil
+        switch try apply(path: request.path, clientID: clientID) {
+        case .proceed:
+            return
+        case .dropConnection:
+            Self.dropConnection()
+        case .fail(let failure):
+            guard case .problem(let status, _, let detail, let headers) = failure else { throw failure }
+            switch request.path {
+            case "/oauth2/token":
+                let error = status.code == 500 ? "server_error" : "temporarily_unavailable"
+                throw SandboxFailure.oauth(status, error, detail, headers: headers)
+            case "/oauth2/authorize":
+                throw SandboxFailure.page(status, "The sign-in service is unavailable. Try again later.")
+            default:
+                throw failure
+            }
+        }
     }
 
     /// A dropped connection as the client sees it: the worker dies mid-request (nginx answers

@@ -5,7 +5,8 @@ import PostgreSQL
 /// A firm's matters (leads are matters with `isLead`):
 ///
 ///     GET    /matters        Offset, Limit, Search, MatterTypeId, ContactId, Status (repeatable or
-///                            comma-separated), Type | IsLead, UpdatedSince (ticks) | LastUpdated (date-time)
+///                            comma-separated), Type | IsLead, UpdatedSince (ticks) | LastUpdated (date-time),
+///                            Sort (status, lastUpdated; asc or desc)
 ///     POST   /matters        MatterDto  → 202 Link
 ///     GET    /matters/{id}
 ///     PATCH  /matters/{id}   MatterDto2 → 202 Link
@@ -39,13 +40,11 @@ struct Matters: APIResource {
         switch request.method {
         case "GET":
             return try single(request, id: id, caller: caller)
-        case "PATCH", "PUT":
-            let fields = try Self.fields(try request.sandboxJSON())
-            return try update(request, id: id, fields: fields, lockedContacts: request.method == "PUT", caller: caller)
-        case "DELETE":
-            // Smokeball keeps deleted matters, with status Deleted.
-            return try update(
-                request, id: id, fields: ["status": .text("Deleted")], lockedContacts: false, caller: caller)
+        case "PATCH", "PUT", "DELETE":
+            let body = request.method == "DELETE" ? [:] : try request.sandboxJSON()
+            try PendingUpdate(resource: .matter, id: id, method: request.method, body: body).accept(
+                database, caller: caller, now: now)
+            return Accepted.link(request, id: id, path: "/matters/" + id.uuidString.lowercased())
         default:
             throw Self.methodNotAllowed(request)
         }
@@ -78,6 +77,10 @@ struct Matters: APIResource {
     func list(_ request: Request, path: String, caller: APIServer.Caller) throws -> Response {
         let page = try Paging(request)
         let filters = try Self.listFilters(request)
+        // The spec's sortable fields: status and lastUpdated.
+        let order = try SortOrder.sql(
+            request.queryValue("Sort"), columns: ["status": "m.status", "lastupdated": "m.updated_at"], id: "m.id",
+            fallback: "m.updated_at")
         let parameters: [any SQLValueConvertible] = [
             caller.accountID, now, filters.matterType, filters.contact, filters.statuses, filters.isLead,
             filters.updatedSince, filters.search,
@@ -100,7 +103,7 @@ struct Matters: APIResource {
             let rows = try connection.execute(
                 """
                 SELECT \(Self.columns) FROM sb_matters m JOIN sb_matter_types t ON t.id = m.matter_type_id
-                WHERE \(conditions) ORDER BY m.updated_at, m.id OFFSET $9 LIMIT $10
+                WHERE \(conditions) ORDER BY \(order) OFFSET $9 LIMIT $10
                 """, parameters + [page.offset, page.limit]
             ).rows
             return (size, rows)
@@ -544,17 +547,6 @@ struct Matters: APIResource {
     }
 
     // MARK: Update
-
-    func update(
-        _ request: Request, id: UUID, fields: [String: Field], lockedContacts: Bool, caller: APIServer.Caller
-    ) throws -> Response {
-        try database.transaction { connection in
-            try apply(
-                fields, to: id, account: caller.accountID, region: caller.region, lockedContacts: lockedContacts,
-                caller: caller, connection: connection)
-        }
-        return Accepted.link(request, id: id, path: "/matters/" + id.uuidString.lowercased())
-    }
 
     /// Applies a partial update as Smokeball's processor would, in the caller's transaction.
     /// Throws 404 for a matter the account cannot see and 400 for what the spec calls unsupported;

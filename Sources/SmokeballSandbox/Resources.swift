@@ -57,8 +57,16 @@ extension Request {
     /// The sandbox's own base URL as the caller reached it, for hrefs and upload URLs.
     var sandboxOrigin: String { "http://" + (header("host") ?? "localhost") }
 
-    /// The JSON body of a write, or a 400 ProblemDetails naming what is wrong.
+    /// The JSON object body of a write, or a 400 ProblemDetails naming what is wrong.
     func sandboxJSON() throws -> [String: Any] {
+        guard let object = try sandboxJSONValue() as? [String: Any] else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be a JSON object")
+        }
+        return object
+    }
+
+    /// Any JSON body (an array for bulk writes): 415 unless sent as JSON, 400 unless it parses.
+    func sandboxJSONValue() throws -> Any {
         let type = header("content-type")?.lowercased() ?? ""
         // Smokeball's spec lists application/json-patch+json and application/*+json beside plain JSON.
         guard
@@ -67,9 +75,40 @@ extension Request {
         else {
             throw SandboxFailure.problem(.unsupportedMediaType, "Unsupported Media Type", "Send a JSON body")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
-            throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be a JSON object")
+        guard let value = try? JSONSerialization.jsonObject(with: Data(body)) else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "The body is not valid JSON; send a JSON object")
         }
-        return object
+        return value
+    }
+}
+
+/// A list's `Sort`: comma-separated terms `field`, `field asc|desc`, `+field` or `-field` over
+/// the fields the spec offers for that list (names ignore case). The id breaks ties, in the last
+/// term's direction, so pages never overlap. The SQL is built from the fixed column names only.
+enum SortOrder {
+    /// `columns`: lower-cased field name → column; `fallback`: the column ordered by without a Sort.
+    static func sql(_ sort: String?, columns: [String: String], id: String, fallback: String) throws -> String {
+        guard let sort, !sort.trimmingCharacters(in: .whitespaces).isEmpty else { return "\(fallback), \(id)" }
+        var terms: [String] = []
+        var descending = false
+        for term in sort.split(separator: ",", omittingEmptySubsequences: false) {
+            var words = term.split(separator: " ").map { $0.lowercased() }
+            descending = false
+            if let name = words.first, name.hasPrefix("-") || name.hasPrefix("+"), words.count == 1 {
+                descending = name.hasPrefix("-")
+                words = [String(name.dropFirst())]
+            } else if words.count == 2, ["asc", "desc"].contains(words[1]) {
+                descending = words[1] == "desc"
+                words.removeLast()
+            }
+            guard words.count == 1, let column = columns[words[0]] else {
+                let names = columns.keys.sorted().joined(separator: ", ")
+                throw SandboxFailure.problem(
+                    .badRequest, "Bad Request",
+                    "Sort takes fields from (\(names)), each optionally followed by asc or desc")
+            }
+            terms.append(descending ? column + " DESC" : column)
+        }
+        return (terms + [descending ? id + " DESC" : id]).joined(separator: ", ")
     }
 }

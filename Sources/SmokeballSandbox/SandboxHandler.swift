@@ -36,11 +36,19 @@ public struct SandboxHandler: Handler {
 
     func route(_ request: Request, _ context: RequestContext) throws -> Response {
         let path = request.path
+        let offAPI =
+            path == "/oauth2/authorize" || path == "/oauth2/token" || path.hasPrefix("/_uploads/")
+            || path.hasPrefix("/_downloads/")
+        // Injected faults apply here as on the API, before anything is read or changed.
+        if offAPI { try Faults(database: database).applyOffAPI(request) }
         if path == "/oauth2/authorize" || path == "/oauth2/token" {
             return try OAuthServer(database: database, now: clock()).handle(request)
         }
         if path.hasPrefix("/_uploads/") {
             return try Uploads(database: database, now: clock()).handle(request)
+        }
+        if path.hasPrefix("/_downloads/") {
+            return try Downloads(database: database, now: clock()).serve(request)
         }
         if path.hasPrefix("/_sandbox/") {
             return try SandboxAdmin(database: database, now: clock()).handle(request)

@@ -60,6 +60,8 @@ public enum WebhookDispatcher {
     {
         let started = Date()
         var counts = PassCounts()
+        // Due updates first: their events are recorded only when they are applied.
+        try PendingUpdate.settle(database, account: nil, now: now)
         try database.withConnection { connection in
             counts.purged = try Webhooks.purgeLapsed(connection, now: now)
             counts.cancelled += try connection.execute(

@@ -178,6 +178,7 @@ import Testing
             let headers = [("x-api-key", Self.apiKey), ("Authorization", "Bearer unknown"), ("RequestId", "dropped")]
             let dropped = try service.send("GET", "/firm", headers: headers, base: service.sandboxURL)
             #expect(dropped.status == 502)
+            Self.expectProblemDetails(dropped, status: 502)
             let cleared = try service.send("DELETE", "/_sandbox/faults", base: service.sandboxURL)
             #expect(cleared.status == 204)
             var answered: HTTPResponse?
@@ -189,7 +190,60 @@ import Testing
             let statuses = (log.jsonObject["requests"] as? [[String: Any]] ?? []).map { $0["status"] as? Int }
             #expect(statuses.first == 0)
             #expect(statuses.last == 401)
+
+            // The auth server drops connections the same way.
+            _ = try service.send(
+                "POST", "/_sandbox/faults", body: Self.json(["path_prefix": "/oauth2/token", "drop_connection": true]),
+                contentType: "application/json", base: service.sandboxURL)
+            let form = Self.form([("grant_type", "client_credentials")])
+            let token = try service.send(
+                "POST", "/oauth2/token", body: form, contentType: "application/x-www-form-urlencoded",
+                base: service.sandboxURL)
+            #expect(token.status == 502)
+            Self.expectProblemDetails(token, status: 502)
+            _ = try service.send("DELETE", "/_sandbox/faults", base: service.sandboxURL)
+            try RunningService.waitFor("the token endpoint to answer again") {
+                let answer = try? service.send(
+                    "POST", "/oauth2/token", body: form, contentType: "application/x-www-form-urlencoded",
+                    base: service.sandboxURL)
+                return answer?.status == 401
+            }
         }
+    }
+
+    /// What the sandbox's nginx answers itself — here a body over its 64 MiB limit — is
+    /// ProblemDetails like every other sandbox refusal, not nginx's HTML page.
+    @Test func nginxOwnRefusalsAreProblemDetails() throws {
+        try Self.withSandbox(rate: 100, burst: 100) { service, _ in
+            let big = [UInt8](repeating: UInt8(ascii: "a"), count: (64 << 20) + 1)
+            let refused = try service.send(
+                "PUT", "/_uploads/anything", body: big, contentType: "application/octet-stream",
+                base: service.sandboxURL)
+            #expect(refused.status == 413)
+            Self.expectProblemDetails(refused, status: 413)
+        }
+    }
+
+    /// The answer is `application/problem+json` and its body valid against the spec's
+    /// ProblemDetails schema (read from the copy the sandbox tests validate against).
+    static func expectProblemDetails(_ response: HTTPResponse, status: Int) {
+        #expect(response.header("Content-Type") == "application/problem+json")
+        let specURL = TestEnvironment.repositoryRoot.appendingPathComponent(
+            "Tests/SandboxTests/Fixtures/smokeball-swagger.json")
+        let spec = (try? JSONSerialization.jsonObject(with: Data(contentsOf: specURL))) as? [String: Any]
+        let schema = ((spec?["components"] as? [String: Any])?["schemas"] as? [String: Any])?["ProblemDetails"]
+        let properties = (schema as? [String: Any])?["properties"] as? [String: [String: Any]] ?? [:]
+        #expect(properties.count == 5)
+        let body = response.jsonObject
+        for (name, property) in properties {
+            let value = body[name]
+            switch property["type"] as? String {
+            case "string": #expect((value as? String) != nil, "\(name)")
+            case "integer": #expect((value as? Int) != nil, "\(name)")
+            default: Issue.record("unexpected type for \(name)")
+            }
+        }
+        #expect(body["status"] as? Int == status)
     }
 
     /// The code flow, condensed: the access token of the sandbox's demo user.

@@ -1,5 +1,6 @@
 import FastCGI
 import Foundation
+import PostgreSQL
 import Testing
 
 @testable import SmokeballSandbox
@@ -94,5 +95,90 @@ import Testing
         #expect(OpenAPIValidator.smokeball.problems(oneBody, path: "/staff/{id}", method: "get", status: 200) == [])
         #expect(fixture.api("GET", "/staff/" + UUID().uuidString, token: access).status == .notFound)
         #expect(fixture.api("GET", "/staff/not-a-uuid", token: access).status == .badRequest)
+    }
+}
+
+/// Faults off the API: the auth server and the upload URL fail as injected, and a failed call
+/// changes nothing, so the retry the integration makes succeeds exactly once.
+@Suite struct OffAPIFaultsTests {
+    typealias F = SandboxFixture
+    typealias D = DocumentsTests
+
+    static let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+
+    @Test func aTokenEndpointFaultLeavesTheCodeUnredeemed() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (_, query) = fixture.authorize(challenge: Secrets.s256Challenge(verifier: Self.verifier))
+        let code = try #require(query["code"])
+        let exchange = [
+            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", F.redirectURI),
+            ("code_verifier", Self.verifier),
+        ]
+        let added = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/oauth2/token", "status": 503])
+        #expect(added.status == .created)
+        let failed = fixture.token(exchange)
+        #expect(failed.status.code == 503)
+        #expect(F.json(failed)["error"] as? String == "temporarily_unavailable")
+        #expect(try Self.unredeemedCodes(fixture) == 1)
+
+        #expect(fixture.admin("DELETE", "/_sandbox/faults").status == .noContent)
+        let retried = fixture.token(exchange)
+        #expect(retried.status == .ok)
+        #expect(F.json(retried)["access_token"] is String)
+        #expect(try Self.unredeemedCodes(fixture) == 0)
+    }
+
+    static func unredeemedCodes(_ fixture: F) throws -> Int64 {
+        try Connection(url: fixture.databaseURL).execute(
+            "SELECT count(*) AS n FROM sb_auth_codes WHERE used_at IS NULL"
+        ).single().int("n")
+    }
+
+    @Test func tokenFaultsCanTargetOnePartner() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (_, refresh) = fixture.connect()
+        let renew = [("grant_type", "refresh_token"), ("refresh_token", refresh)]
+        _ = fixture.admin(
+            "POST", "/_sandbox/faults", ["path_prefix": "/oauth2/token", "status": 500, "client_id": "someone-else"])
+        #expect(fixture.token(renew).status == .ok)
+        _ = fixture.admin(
+            "POST", "/_sandbox/faults", ["path_prefix": "/oauth2/", "status": 500, "client_id": F.clientID])
+        let failed = fixture.token(renew)
+        #expect(failed.status.code == 500)
+        #expect(F.json(failed)["error"] as? String == "server_error")
+        #expect(fixture.authorize().0.status.code == 500)
+    }
+
+    @Test func anAuthorizeFaultAnswersAnErrorPageAndIssuesNoCode() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        _ = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/oauth2/authorize", "status": 502])
+        let (failed, query) = fixture.authorize()
+        #expect(failed.status.code == 502)
+        #expect(failed.header("Content-Type")?.hasPrefix("text/html") == true)
+        #expect(query["code"] == nil)
+        #expect(try Self.unredeemedCodes(fixture) == 0)
+        _ = fixture.admin("DELETE", "/_sandbox/faults")
+        #expect(fixture.authorize().1["code"] != nil)
+    }
+
+    @Test func anUploadFaultStoresNothingAndARetryStoresOnce() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try D.matter(fixture)
+        let info = F.json(D.post(fixture, "/matters/\(matter)/documents/files", access, ["fileName": "a.pdf"]))
+        let upload = D.uploadPath(info)
+        _ = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/_uploads/", "status": 500])
+        let failed = fixture.call("PUT", upload, body: [1, 2, 3])
+        #expect(failed.status.code == 500)
+        #expect(OpenAPIValidator.smokeball.problems(F.json(failed), schema: "ProblemDetails") == [])
+        let stored = "SELECT count(*) AS n FROM sb_files WHERE content IS NOT NULL"
+        #expect(try Connection(url: fixture.databaseURL).execute(stored).single().int("n") == 0)
+        #expect(try D.events(fixture, type: "files.updated").isEmpty)
+
+        _ = fixture.admin("DELETE", "/_sandbox/faults")
+        #expect(fixture.call("PUT", upload, body: [1, 2, 3]).status == .ok)
+        #expect(fixture.call("PUT", upload, body: [1, 2, 3]).status == .forbidden)
+        #expect(try Connection(url: fixture.databaseURL).execute(stored).single().int("n") == 1)
+        #expect(try D.events(fixture, type: "files.updated").count == 1)
     }
 }
