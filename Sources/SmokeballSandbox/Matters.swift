@@ -686,8 +686,10 @@ struct Matters: APIResource {
         let payload = Self.summary(
             id: id, number: number, typeID: typeID, status: status, isLead: isLead, externalSystemID: externalSystemID)
         try Events.record(connection, account: account, type: "matter.updated", caller: caller, payload: payload)
-        if status == "Closed" && currentStatus != "Closed" {
-            try Events.record(connection, account: account, type: "matter.closed", caller: caller, payload: payload)
+        // The lifecycle events besides the update itself, once per transition.
+        for (transition, type) in [("Closed", "matter.closed"), ("Deleted", "matter.deleted")]
+        where status == transition && currentStatus != transition {
+            try Events.record(connection, account: account, type: type, caller: caller, payload: payload)
         }
     }
 }

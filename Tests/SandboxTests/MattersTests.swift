@@ -504,6 +504,12 @@ import Testing
         #expect(deleted.status == .accepted)
         #expect(Self.spec.problems(F.json(deleted), path: "/matters/{matterId}", method: "delete", status: 202) == [])
         #expect(Self.matter(fixture, access, id)["status"] as? String == "Deleted")
+        let lifecycle = try Self.events(fixture).filter { $0.type == "matter.deleted" || $0.type == "matter.closed" }
+        #expect(lifecycle.map(\.type) == ["matter.deleted"])
+        #expect(lifecycle.first?.payload["id"] as? String == id)
+        // Deleting again changes nothing more: no second matter.deleted.
+        #expect(fixture.api("DELETE", path, token: access).status == .accepted)
+        #expect(try Self.events(fixture).filter { $0.type == "matter.deleted" }.count == 1)
         #expect(fixture.api("POST", path, token: access).status == .methodNotAllowed)
         #expect(fixture.api("DELETE", "/matters", token: access).status == .methodNotAllowed)
         #expect(fixture.api("GET", "/matters/not-a-uuid", token: access).status == .notFound)
