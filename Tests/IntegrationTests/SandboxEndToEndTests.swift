@@ -157,6 +157,11 @@ import Testing
             }
             let elapsed = Date().timeIntervalSince(started)
             let admitted = tally.statuses.filter { $0 != 429 }.count
+            // The figure, for the record (not a timing assertion).
+            print(
+                "flood (8 clients, 4 sandbox processes behind nginx): admitted \(admitted) of "
+                    + "\(tally.statuses.count) in \(String(format: "%.2f", elapsed)) s; bound rate × T + burst = "
+                    + "\(String(format: "%.1f", rate * elapsed + burst))")
             #expect(Double(admitted) <= rate * elapsed + burst)
             #expect(Double(admitted) >= rate * duration * 0.5)
             #expect(tally.statuses.contains(429))
