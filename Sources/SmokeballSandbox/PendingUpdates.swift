@@ -95,8 +95,12 @@ struct PendingUpdate {
                     region: try row.string("region"), requestID: try row.optionalString("request_id"),
                     writeDelayMilliseconds: 0)
                 let body = try JSONSerialization.jsonObject(with: Data(try row.string("body").utf8))
+                // The table's CHECK admits only known resources; anything else is a broken row.
+                guard let resource = Resource(rawValue: try row.string("resource")) else {
+                    throw DatabaseError(.typeMismatch, name: "resource")
+                }
                 let update = PendingUpdate(
-                    resource: Resource(rawValue: try row.string("resource")) ?? .matter,
+                    resource: resource,
                     id: try row.uuid("resource_id"), method: try row.string("method"),
                     body: body as? [String: Any] ?? [:])
                 do {

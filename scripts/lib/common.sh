@@ -244,7 +244,12 @@ pg_cluster_start() {
     pg_write_hba "${datadir}"
     log "starting PostgreSQL on 127.0.0.1:${port} (${datadir})"
     if ! as_pg_user "${bin}/pg_ctl" -D "${datadir}" -l "${datadir}/server.log" -w -t 60 start >/dev/null; then
-        tail -n 20 "${datadir}/server.log" >&2 || true
+        local last
+        last=$(tail -n 20 "${datadir}/server.log" 2>/dev/null) || true
+        printf '%s\n' "${last}" >&2
+        if [[ ${last} == *"Address already in use"* ]]; then
+            die "PostgreSQL did not start: port ${port} is taken (another checkout's cluster?); stop that or choose another port (TEST_PG_PORT, BENCH_PG_PORT)"
+        fi
         die "PostgreSQL did not start (log: ${datadir}/server.log)"
     fi
     pg_sync_superuser_password "${datadir}" "${port}"
