@@ -127,7 +127,8 @@ struct Documents: APIResource {
                         caller.visibleAt(now), caller.clientID, caller.requestID,
                     ])
                 return [
-                    "fileId": fileID.uuidString.lowercased(), "uploadUrl": origin + "/_uploads/" + token,
+                    "fileId": fileID.uuidString.lowercased(),
+                    "uploadUrl": Uploads.url(origin: origin, fileID: fileID, signature: token),
                     "expiry": expiry.formatted(Date.ISO8601FormatStyle()),
                 ]
             }
@@ -214,6 +215,14 @@ struct Documents: APIResource {
             try Self.fileJSON(row, matterID: matterID, origin: request.sandboxOrigin))
     }
 
+    /// A file name's extension with its dot ("report.final.pdf" → ".pdf"); none for a name with
+    /// no dot, only a leading one (".env") or a trailing one ("draft.").
+    static func fileExtension(of name: String) -> String {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex, name.index(after: dot) != name.endIndex
+        else { return "" }
+        return String(name[dot...])
+    }
+
     /// A `File` as the spec shapes it.
     static func fileJSON(_ row: Row, matterID: UUID, origin: String) throws -> [String: Any] {
         let id = try row.uuid("id").uuidString.lowercased()
@@ -223,7 +232,7 @@ struct Documents: APIResource {
         let modified = try row.optionalDate("uploaded_at")?.formatted(Date.ISO8601FormatStyle()) ?? created
         var file: [String: Any] = [
             "href": "\(origin)/matters/\(matter)/documents/files/\(id)", "id": id, "versionId": id, "name": name,
-            "fileExtension": name.contains(".") ? "." + (name.split(separator: ".").last.map(String.init) ?? "") : "",
+            "fileExtension": Self.fileExtension(of: name),
             "matter": ["id": matter, "href": "\(origin)/matters/\(matter)"], "dateCreated": created,
             "dateModified": modified, "sizeBytes": try row.int("size_bytes"),
             "isUploaded": try row.optionalDate("uploaded_at") != nil, "isFavorite": false, "isCancelled": false,
@@ -316,24 +325,40 @@ struct Documents: APIResource {
     }
 }
 
-/// `PUT /_uploads/{token}`: the second step of adding a file. Like a pre-signed S3 URL it takes
-/// the bytes with no Smokeball headers and no rate limit, works once, and expires.
+/// `PUT /_uploads/{fileId}?signature=...`: the second step of adding a file. Like a pre-signed
+/// S3 URL it takes the bytes with no Smokeball headers and no rate limit, works once, and
+/// expires; its secret is in the query, which nginx's and the route's logs leave out.
 struct Uploads {
     let database: Database
     let now: Date
+
+    static func url(origin: String, fileID: UUID, signature: String) -> String {
+        origin + "/_uploads/" + fileID.uuidString.lowercased() + "?signature=" + signature
+    }
+
+    /// The file id and signature of a pre-signed URL (`/{prefix}/{fileId}?signature=...`); a
+    /// malformed one is the 403 S3 gives any URL it cannot verify.
+    static func signedTarget(_ request: Request, prefix: String) throws -> (fileID: UUID, signatureSHA256: [UInt8]) {
+        guard let fileID = UUID(uuidString: String(request.path.dropFirst(prefix.count))),
+            let signature = request.queryValue("signature"), !signature.isEmpty
+        else {
+            throw SandboxFailure.problem(.forbidden, "Forbidden", "The URL is not a valid pre-signed URL")
+        }
+        return (fileID, SHA256.hash(Array(signature.utf8)))
+    }
 
     func handle(_ request: Request) throws -> Response {
         guard request.method == "PUT" else {
             throw SandboxFailure.problem(.methodNotAllowed, "Method Not Allowed", "Upload with PUT")
         }
-        let token = String(request.path.dropFirst("/_uploads/".count))
+        let target = try Self.signedTarget(request, prefix: "/_uploads/")
         return try database.transaction { connection in
             let row = try connection.execute(
                 """
                 UPDATE sb_files SET content = $2, size_bytes = $3, uploaded_at = $4
-                WHERE upload_token_sha256 = $1 AND uploaded_at IS NULL AND upload_expires_at > $4
+                WHERE id = $5 AND upload_token_sha256 = $1 AND uploaded_at IS NULL AND upload_expires_at > $4
                 RETURNING id, account_id, matter_id, client_id, request_id
-                """, [SHA256.hash(Array(token.utf8)), request.body, request.body.count, now]
+                """, [target.signatureSHA256, request.body, request.body.count, now, target.fileID]
             ).first
             guard let row else {
                 // S3 answers an expired, reused or unknown pre-signed URL with 403.

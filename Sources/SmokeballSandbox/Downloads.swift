@@ -4,8 +4,8 @@ import Foundation
 import PostgreSQL
 
 /// `GET /matters/{id}/documents/files/{fileId}/download` answers `DownloadFileInfo`: where to
-/// fetch the bytes, a short-lived URL on the sandbox (`/_downloads/{token}`) that, like a
-/// pre-signed S3 URL, needs no Smokeball headers and is not rate limited.
+/// fetch the bytes, a short-lived URL on the sandbox (`/_downloads/{fileId}?signature=...`)
+/// that, like a pre-signed S3 URL, needs no Smokeball headers and is not rate limited.
 struct Downloads {
     let database: Database
     let now: Date
@@ -34,6 +34,8 @@ struct Downloads {
             guard try row.optionalDate("uploaded_at") != nil else {
                 throw SandboxFailure.problem(.badRequest, "Bad Request", "The file's content has not been uploaded")
             }
+            // Expired links are of no use to anyone: each new one clears them away.
+            try connection.execute("DELETE FROM sb_downloads WHERE expires_at <= $1", [now])
             try connection.execute(
                 "INSERT INTO sb_downloads (token_sha256, file_id, expires_at) VALUES ($1, $2, $3)",
                 [SHA256.hash(Array(token.utf8)), fileID, expiry])
@@ -41,27 +43,29 @@ struct Downloads {
         }
         let name = try row.string("name")
         // The spec's name excludes the extension, which comes separately (with its dot).
-        let dot = name.lastIndex(of: ".").flatMap { $0 == name.startIndex ? nil : $0 }
+        let fileExtension = Documents.fileExtension(of: name)
         return Response.json([
-            "fileId": fileID.uuidString.lowercased(), "name": dot.map { String(name[..<$0]) } ?? name,
-            "fileExtension": dot.map { String(name[$0...]) } ?? "",
-            "downloadUrl": request.sandboxOrigin + "/_downloads/" + token,
+            "fileId": fileID.uuidString.lowercased(), "name": String(name.dropLast(fileExtension.count)),
+            "fileExtension": fileExtension,
+            "downloadUrl": request.sandboxOrigin + "/_downloads/" + fileID.uuidString.lowercased() + "?signature="
+                + token,
             "expiry": expiry.formatted(Date.ISO8601FormatStyle()), "sizeBytes": try row.int("size_bytes"),
         ])
     }
 
-    /// `GET /_downloads/{token}`: the stored bytes, or 403 as S3 answers an expired or unknown URL.
+    /// `GET /_downloads/{fileId}?signature=...`: the stored bytes, or 403 as S3 answers an
+    /// expired or unknown URL.
     func serve(_ request: Request) throws -> Response {
         guard request.method == "GET" else {
             throw SandboxFailure.problem(.methodNotAllowed, "Method Not Allowed", "Download with GET")
         }
-        let token = String(request.path.dropFirst("/_downloads/".count))
+        let target = try Uploads.signedTarget(request, prefix: "/_downloads/")
         let row = try database.withConnection {
             try $0.execute(
                 """
                 SELECT f.content FROM sb_downloads d JOIN sb_files f ON f.id = d.file_id
-                WHERE d.token_sha256 = $1 AND d.expires_at > $2 AND f.content IS NOT NULL
-                """, [SHA256.hash(Array(token.utf8)), now]
+                WHERE d.token_sha256 = $1 AND d.file_id = $3 AND d.expires_at > $2 AND f.content IS NOT NULL
+                """, [target.signatureSHA256, now, target.fileID]
             ).first
         }
         guard let row else {

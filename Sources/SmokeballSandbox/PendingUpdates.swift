@@ -16,6 +16,21 @@ struct PendingUpdate {
     let method: String
     let body: [String: Any]
 
+    init(resource: Resource, id: UUID, method: String, body: [String: Any]) {
+        self.resource = resource
+        self.id = id
+        self.method = method
+        self.body = body
+    }
+
+    /// A kept update, from its `sb_pending_updates` row.
+    init(_ row: Row) throws {
+        guard let resource = Resource(rawValue: try row.string("resource")),
+            let body = try JSONSerialization.jsonObject(with: Data(try row.string("body").utf8)) as? [String: Any]
+        else { throw DatabaseError(.typeMismatch, name: "resource") }
+        self.init(resource: resource, id: try row.uuid("resource_id"), method: try row.string("method"), body: body)
+    }
+
     /// Applies it as Smokeball's processor would, in `connection`, at `now`.
     func apply(_ connection: Connection, caller: APIServer.Caller, now: Date, database: Database) throws {
         switch (resource, method) {
@@ -42,6 +57,20 @@ struct PendingUpdate {
                 try ContactDocument.recordError(
                     connection, account: caller.accountID, id: id, action: "update", reason: reason, caller: caller)
             }
+        }
+    }
+
+    /// The `error` event of an update that was accepted but could not be applied, in the shape
+    /// the resource's other error events have.
+    func recordFailure(_ connection: Connection, reason: String, caller: APIServer.Caller) throws {
+        let operation = method == "DELETE" ? "delete" : "update"
+        switch resource {
+        case .matter:
+            try Matters.recordFailure(
+                connection, account: caller.accountID, id: id, operation: operation, reason: reason, caller: caller)
+        case .contact:
+            try ContactDocument.recordError(
+                connection, account: caller.accountID, id: id, action: operation, reason: reason, caller: caller)
         }
     }
 
@@ -94,26 +123,24 @@ struct PendingUpdate {
                     clientID: try row.string("client_id"), accountID: try row.uuid("account_id"),
                     region: try row.string("region"), requestID: try row.optionalString("request_id"),
                     writeDelayMilliseconds: 0)
-                let body = try JSONSerialization.jsonObject(with: Data(try row.string("body").utf8))
-                // The table's CHECK admits only known resources; anything else is a broken row.
-                guard let resource = Resource(rawValue: try row.string("resource")) else {
-                    throw DatabaseError(.typeMismatch, name: "resource")
+                // The table's CHECKs and jsonb make an undecodable row impossible; should one
+                // appear anyway it can never apply, so it goes rather than block the queue.
+                guard let update = try? PendingUpdate(row) else {
+                    try connection.execute("DELETE FROM sb_pending_updates WHERE id = $1", [try row.int("id")])
+                    continue
                 }
-                let update = PendingUpdate(
-                    resource: resource,
-                    id: try row.uuid("resource_id"), method: try row.string("method"),
-                    body: body as? [String: Any] ?? [:])
+                // Each update in its own savepoint: one that cannot be applied becomes an error
+                // event and is dropped, and never holds up the account's other updates.
+                try connection.execute("SAVEPOINT pending_update")
                 do {
                     try update.apply(connection, caller: caller, now: try row.date("apply_at"), database: database)
-                } catch let failure as SandboxFailure {
-                    // What was fine when accepted but not when applied (say, the matter became a
-                    // matter in between): Smokeball reports it as an error event.
-                    try Events.record(
-                        connection, account: caller.accountID, type: "error", caller: caller,
-                        payload: [
-                            "resource": update.resource.rawValue, "id": update.id.uuidString.lowercased(),
-                            "operation": "update", "reason": failure.detail,
-                        ])
+                    try connection.execute("RELEASE SAVEPOINT pending_update")
+                } catch {
+                    try connection.execute("ROLLBACK TO SAVEPOINT pending_update")
+                    // What was fine when accepted but not when applied (say, the resource was
+                    // deleted in between) is what Smokeball reports as an error event.
+                    let reason = (error as? SandboxFailure)?.detail ?? "The change could not be applied"
+                    try update.recordFailure(connection, reason: reason, caller: caller)
                 }
                 try connection.execute("DELETE FROM sb_pending_updates WHERE id = $1", [try row.int("id")])
             }

@@ -108,6 +108,55 @@ import Testing
         #expect(events.map(\.requestID) == ["contact-req", "c-1", "c-2"])
     }
 
+    /// A kept update that can no longer apply when due (its resource went in between) becomes an
+    /// `error` event in the resource's usual shape, is dropped, and does not hold up the updates
+    /// kept after it.
+    @Test func anUpdateThatCannotApplyBecomesAnErrorEventAndTheQueueMovesOn() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        #expect(M.registerClient(fixture, writeDelayMilliseconds: Self.delay).status == .created)
+        let (access, _) = fixture.connect()
+        let id = try Self.matter(fixture, access)
+        let contact = try C.create(fixture, access, C.person("Ada", "Lovelace"))
+        fixture.advance(by: Self.seconds + 1)
+        // Kept first, due first: updates of a matter and a contact that no longer exist.
+        let goneMatter = UUID()
+        let goneContact = UUID()
+        let database = try Connection(url: fixture.databaseURL)
+        for (resource, gone, method) in [("matter", goneMatter, "DELETE"), ("contact", goneContact, "PUT")] {
+            try database.execute(
+                """
+                INSERT INTO sb_pending_updates (account_id, resource, resource_id, method, body, client_id, apply_at)
+                VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
+                """,
+                [
+                    fixture.accountID, resource, gone, method, SQLValue.json(#"{"person": {"title": "x"}}"#),
+                    F.clientID, fixture.now.addingTimeInterval(Self.seconds),
+                ])
+        }
+        #expect(M.send(fixture, "PATCH", "/matters/\(id)", access, json: ["description": "after"]).status == .accepted)
+        #expect(
+            C.send(fixture, "PUT", "/contacts/\(contact)", access, ["person": ["title": "Countess"]]).status
+                == .accepted)
+        #expect(try Self.pending(fixture) == 4)
+
+        fixture.advance(by: Self.seconds + 1)
+        #expect(fixture.admin("POST", "/_sandbox/webhooks/deliver").status == .ok)
+        #expect(try Self.pending(fixture) == 0)
+        #expect(M.matter(fixture, access, id)["description"] as? String == "after")
+        let person = F.json(fixture.api("GET", "/contacts/\(contact)", token: access))["person"] as? [String: Any]
+        #expect(person?["title"] as? String == "Countess")
+        let errors = try fixture.events().filter { $0.type == "error" }
+        #expect(errors.count == 2)
+        let matterError = try #require(errors.first { $0.payload["resource"] as? String == "matter" })
+        #expect(matterError.payload["id"] as? String == goneMatter.uuidString.lowercased())
+        #expect(matterError.payload["operation"] as? String == "delete")
+        #expect(matterError.payload["reason"] is String)
+        let contactError = try #require(errors.first { $0.payload["resource"] as? String == "contact" })
+        #expect(contactError.payload["id"] as? String == goneContact.uuidString.lowercased())
+        #expect(contactError.payload["action"] as? String == "update")
+        #expect(contactError.payload["message"] is String)
+    }
+
     @Test func refusalsAreStillImmediateAndNothingIsKept() throws {
         let fixture = try F(rate: 1000, burst: 1000)
         #expect(M.registerClient(fixture, writeDelayMilliseconds: Self.delay).status == .created)

@@ -9,6 +9,14 @@ import Testing
 @Suite struct DocumentsTests {
     typealias F = SandboxFixture
 
+    @Test(arguments: [
+        ("report.pdf", ".pdf"), ("report.final.PDF", ".PDF"), ("README", ""), (".env", ""), ("draft.", ""),
+        ("archive.tar.gz", ".gz"),
+    ])
+    func aFileExtensionIsTheLastDotOnwards(name: String, expected: String) {
+        #expect(Documents.fileExtension(of: name) == expected)
+    }
+
     /// A matter in the fixture's account, inserted directly (the matters API is tested elsewhere).
     static func matter(_ fixture: F, account: UUID? = nil, visibleAt: Date? = nil) throws -> String {
         let id = UUID()
@@ -30,9 +38,7 @@ import Testing
         fixture.write("POST", path, token: token, body: json(body), requestID: requestID)
     }
 
-    static func uploadPath(_ info: [String: Any]) -> String {
-        URLComponents(string: (info["uploadUrl"] as? String) ?? "")?.path ?? ""
-    }
+    static func uploadURL(_ info: [String: Any]) -> String { (info["uploadUrl"] as? String) ?? "" }
 
     static func events(_ fixture: F, type: String) throws -> [Row] {
         try Connection(url: fixture.databaseURL).execute(
@@ -56,11 +62,18 @@ import Testing
         #expect(pending["isUploaded"] as? Bool == false)
 
         let bytes = Array("%PDF-1.7 retainer".utf8)
+        // The secret is in the query (logs leave it out), bound to this file: another file's id
+        // with it, or the bare path, is refused and takes nothing.
+        let uploadURL = Self.uploadURL(info)
+        #expect(URLComponents(string: uploadURL)?.path == "/_uploads/\(fileID)")
+        let otherFile = uploadURL.replacingOccurrences(of: fileID, with: UUID().uuidString.lowercased())
+        #expect(fixture.call("PUT", url: otherFile, body: bytes).status == .forbidden)
+        #expect(fixture.call("PUT", "/_uploads/\(fileID)", body: bytes).status == .forbidden)
         // The upload carries no Smokeball headers at all.
-        let uploaded = fixture.call("PUT", Self.uploadPath(info), body: bytes)
+        let uploaded = fixture.call("PUT", url: uploadURL, body: bytes)
         #expect(uploaded.status == .ok)
         #expect(uploaded.header("ETag") != nil)
-        #expect(fixture.call("PUT", Self.uploadPath(info), body: [1, 2, 3]).status == .forbidden)
+        #expect(fixture.call("PUT", url: Self.uploadURL(info), body: [1, 2, 3]).status == .forbidden)
 
         let file = fixture.api("GET", "\(files)/\(fileID)", token: access)
         let body = try JSONSerialization.jsonObject(with: Data(file.body))
@@ -90,7 +103,7 @@ import Testing
         let matter = try Self.matter(fixture)
         let info = F.json(Self.post(fixture, "/matters/\(matter)/documents/files", access, ["fileName": "late.pdf"]))
         fixture.advance(by: Documents.uploadLifetime + 1)
-        #expect(fixture.call("PUT", Self.uploadPath(info), body: [1]).status == .forbidden)
+        #expect(fixture.call("PUT", url: Self.uploadURL(info), body: [1]).status == .forbidden)
         #expect(try Self.events(fixture, type: "files.updated").isEmpty)
     }
 

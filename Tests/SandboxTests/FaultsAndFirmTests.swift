@@ -166,9 +166,9 @@ import Testing
         let (access, _) = fixture.connect()
         let matter = try D.matter(fixture)
         let info = F.json(D.post(fixture, "/matters/\(matter)/documents/files", access, ["fileName": "a.pdf"]))
-        let upload = D.uploadPath(info)
+        let upload = D.uploadURL(info)
         _ = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/_uploads/", "status": 500])
-        let failed = fixture.call("PUT", upload, body: [1, 2, 3])
+        let failed = fixture.call("PUT", url: upload, body: [1, 2, 3])
         #expect(failed.status.code == 500)
         #expect(OpenAPIValidator.smokeball.problems(F.json(failed), schema: "ProblemDetails") == [])
         let stored = "SELECT count(*) AS n FROM sb_files WHERE content IS NOT NULL"
@@ -176,8 +176,8 @@ import Testing
         #expect(try D.events(fixture, type: "files.updated").isEmpty)
 
         _ = fixture.admin("DELETE", "/_sandbox/faults")
-        #expect(fixture.call("PUT", upload, body: [1, 2, 3]).status == .ok)
-        #expect(fixture.call("PUT", upload, body: [1, 2, 3]).status == .forbidden)
+        #expect(fixture.call("PUT", url: upload, body: [1, 2, 3]).status == .ok)
+        #expect(fixture.call("PUT", url: upload, body: [1, 2, 3]).status == .forbidden)
         #expect(try Connection(url: fixture.databaseURL).execute(stored).single().int("n") == 1)
         #expect(try D.events(fixture, type: "files.updated").count == 1)
     }

@@ -114,7 +114,7 @@ import Testing
         // Nothing to download before the bytes are uploaded.
         #expect(fixture.api("GET", download, token: access).status == .badRequest)
         let bytes = Array("%PDF-1.7 filing".utf8)
-        #expect(fixture.call("PUT", D.uploadPath(info), body: bytes).status == .ok)
+        #expect(fixture.call("PUT", url: D.uploadURL(info), body: bytes).status == .ok)
 
         let answer = fixture.api("GET", download, token: access)
         #expect(answer.status == .ok)
@@ -126,16 +126,24 @@ import Testing
         #expect(fields["name"] as? String == "court filing")
         #expect(fields["fileExtension"] as? String == ".pdf")
         #expect(fields["sizeBytes"] as? Int == bytes.count)
-        let url = try #require((fields["downloadUrl"] as? String).flatMap { URLComponents(string: $0) })
+        let url = try #require(fields["downloadUrl"] as? String)
+        let components = try #require(URLComponents(string: url))
+        // The secret is in the query, which the access logs leave out.
+        #expect(components.path == "/_downloads/\(fileID)")
+        #expect(components.queryItems?.map(\.name) == ["signature"])
         // No Smokeball headers, any number of times while it lasts.
         for _ in 0..<2 {
-            let fetched = fixture.call("GET", url.path)
+            let fetched = fixture.call("GET", url: url)
             #expect(fetched.status == .ok)
             #expect(fetched.body == bytes)
         }
-        #expect(fixture.call("GET", url.path + "x").status == .forbidden)
+        #expect(fixture.call("GET", url: url + "x").status == .forbidden)
+        #expect(
+            fixture.call("GET", url: url.replacingOccurrences(of: fileID, with: UUID().uuidString)).status == .forbidden
+        )
+        #expect(fixture.call("GET", components.path).status == .forbidden)
         fixture.advance(by: Downloads.lifetime + 1)
-        #expect(fixture.call("GET", url.path).status == .forbidden)
+        #expect(fixture.call("GET", url: url).status == .forbidden)
 
         let unknown = fixture.api("GET", "\(files)/\(UUID().uuidString)/download", token: access)
         #expect(unknown.status == .notFound)

@@ -248,7 +248,7 @@ pg_cluster_start() {
         last=$(tail -n 20 "${datadir}/server.log" 2>/dev/null) || true
         printf '%s\n' "${last}" >&2
         if [[ ${last} == *"Address already in use"* ]]; then
-            die "PostgreSQL did not start: port ${port} is taken (another checkout's cluster?); stop that or choose another port (TEST_PG_PORT, BENCH_PG_PORT)"
+            die "PostgreSQL did not start: port ${port} is taken (another checkout's cluster?); stop it or choose another port"
         fi
         die "PostgreSQL did not start (log: ${datadir}/server.log)"
     fi
@@ -298,13 +298,14 @@ pg_app_url() {
     pg_socket_url "$1" "$2" "$3" casehug_app "${APP_DB_PASSWORD}"
 }
 
-# Percent-encodes everything but unreserved characters and '/'.
+# Percent-encodes every byte but unreserved characters (RFC 3986), '/' included.
 uri_encode() {
+    local LC_ALL=C
     local text=$1 out='' i c
     for ((i = 0; i < ${#text}; i++)); do
         c=${text:i:1}
         case ${c} in
-            [A-Za-z0-9._~/-]) out+=${c} ;;
+            [A-Za-z0-9._~-]) out+=${c} ;;
             *) out+=$(printf '%%%02X' "'${c}") ;;
         esac
     done
@@ -352,7 +353,9 @@ pg_socket_url() {
     local datadir=$1 port=$2 database=$3 role=$4 password=$5 sockdir
     datadir="$(cd "$(dirname "${datadir}")" && pwd -P)/$(basename "${datadir}")"
     sockdir=$(pg_socket_dir "${datadir}")
-    echo "postgresql://${role}:${password}@/${database}?host=$(uri_encode "${sockdir}")&port=${port}"
+    # The socket directory goes percent-encoded in the host part: no `?` or `&`, so the URI can
+    # sit unquoted in a file that shells source (.data/demo.env).
+    echo "postgresql://${role}:${password}@$(uri_encode "${sockdir}"):${port}/${database}"
 }
 
 # wait_for_http URL TIMEOUT_SECONDS [curl args...]: until URL answers 2xx.

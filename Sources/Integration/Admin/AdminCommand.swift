@@ -8,15 +8,18 @@ import PostgreSQL
 ///     casehug-admin seed-demo --database-url URL --file scripts/sql/demo-seed.sql
 ///     casehug-admin set-app-password --database-url URL --password-env APP_DB_PASSWORD
 ///     casehug-admin mint-token --sub UUID [--ttl SECONDS]        (reads CASEHUG_JWT_SECRET)
+///
+/// `--database-url-env NAME` reads the URL from the environment variable NAME instead, so a
+/// URL with a password never shows in the process list.
 public enum AdminCommand {
     public struct UsageError: Error, CustomStringConvertible {
         public let description: String
     }
 
     public static let usage = """
-        usage: casehug-admin migrate --database-url URL --dir DIR
-               casehug-admin seed-demo --database-url URL --file FILE
-               casehug-admin set-app-password --database-url URL --password-env NAME
+        usage: casehug-admin migrate (--database-url URL | --database-url-env NAME) --dir DIR
+               casehug-admin seed-demo (--database-url URL | --database-url-env NAME) --file FILE
+               casehug-admin set-app-password (--database-url URL | --database-url-env NAME) --password-env NAME
                casehug-admin mint-token --sub UUID [--ttl SECONDS]
         """
 
@@ -32,13 +35,20 @@ public enum AdminCommand {
             }
             return value
         }
+        func databaseURL() throws -> String {
+            guard let name = options["database-url-env"] else { return try option("database-url") }
+            guard let url = environment[name], !url.isEmpty else {
+                throw UsageError(description: "\(command): \(name) is not set")
+            }
+            return url
+        }
         switch command {
         case "migrate":
-            let connection = try Connection(url: try option("database-url"), applicationName: "casehug-admin")
+            let connection = try Connection(url: try databaseURL(), applicationName: "casehug-admin")
             let applied = try Migrator(directory: try option("dir")).apply(on: connection)
             return applied.isEmpty ? "migrations: up to date" : "migrations applied: " + applied.joined(separator: ", ")
         case "seed-demo":
-            let connection = try Connection(url: try option("database-url"), applicationName: "casehug-admin")
+            let connection = try Connection(url: try databaseURL(), applicationName: "casehug-admin")
             let sql = try String(contentsOfFile: try option("file"), encoding: .utf8)
             try connection.transaction { try $0.executeScript(sql) }
             return "demo data seeded"
@@ -47,7 +57,7 @@ public enum AdminCommand {
             guard let password = environment[name], password.count >= 16 else {
                 throw UsageError(description: "set-app-password: \(name) must hold at least 16 characters")
             }
-            let connection = try Connection(url: try option("database-url"), applicationName: "casehug-admin")
+            let connection = try Connection(url: try databaseURL(), applicationName: "casehug-admin")
             // ALTER ROLE takes no parameters; quote_literal on the server builds the statement,
             // so the password never passes through string interpolation here.
             let statement = try connection.execute(

@@ -113,6 +113,14 @@ final class SandboxFixture: @unchecked Sendable {
         return respond(to: request, with: handler, log: Logger(route: "sandbox-test")).0
     }
 
+    /// A request to a URL the sandbox handed out (upload and download URLs): its path and query.
+    func call(_ method: String, url: String, body: [UInt8] = []) -> Response {
+        let components = URLComponents(string: url)
+        var query: [String: String] = [:]
+        for item in components?.queryItems ?? [] { query[item.name] = item.value ?? "" }
+        return call(method, components?.path ?? url, query: query, body: body)
+    }
+
     func admin(_ method: String, _ path: String, _ body: [String: Any]? = nil) -> Response {
         call(
             method, path, headers: body == nil ? [:] : ["content-type": "application/json"],
