@@ -53,17 +53,32 @@ public struct Response: Sendable {
         var head = "Status: \(status.code) \(Self.clean(status.reason))\r\n"
         var hasContentType = false
         for (name, value) in headers {
-            let cleanName = Self.clean(name)
+            // A name that is not an HTTP token would make nginx refuse the whole answer (502).
+            guard Self.isToken(name) else { continue }
             // The runtime owns framing and the request id; a handler cannot override either.
-            if cleanName.caseInsensitiveCompare("Content-Length") == .orderedSame { continue }
-            if cleanName.caseInsensitiveCompare("X-Request-Id") == .orderedSame { continue }
-            if cleanName.caseInsensitiveCompare("Content-Type") == .orderedSame { hasContentType = true }
-            head += "\(cleanName): \(Self.clean(value))\r\n"
+            if name.caseInsensitiveCompare("Content-Length") == .orderedSame { continue }
+            if name.caseInsensitiveCompare("X-Request-Id") == .orderedSame { continue }
+            if name.caseInsensitiveCompare("Content-Type") == .orderedSame { hasContentType = true }
+            head += "\(name): \(Self.clean(value))\r\n"
         }
         if !hasContentType && !body.isEmpty { head += "Content-Type: application/octet-stream\r\n" }
         head += "Content-Length: \(body.count)\r\n"
         head += "X-Request-Id: \(Self.clean(requestID))\r\n\r\n"
         return [UInt8](head.utf8) + body
+    }
+
+    /// RFC 9110's token: what a header name may be.
+    static func isToken(_ name: String) -> Bool {
+        !name.isEmpty
+            && name.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"):
+                    return true
+                default:
+                    return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+                }
+            }
     }
 
     static func clean(_ text: String) -> String {
