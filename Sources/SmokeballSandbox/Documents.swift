@@ -109,8 +109,12 @@ struct Documents: APIResource {
         return try database.transaction { connection in
             try requireMatter(connection, matterID, caller)
             return try items.map { item in
-                guard let name = try Self.text(item, "fileName", required: true), name.count <= 255 else {
-                    throw SandboxFailure.problem(.badRequest, "Bad Request", "fileName must be at most 255 characters")
+                // The spec's maxLength, counted as JSON Schema counts: in code points.
+                guard let name = try Self.text(item, "fileName", required: true),
+                    name.unicodeScalars.count <= Self.maximumNameLength
+                else {
+                    throw SandboxFailure.problem(
+                        .badRequest, "Bad Request", "fileName must be at most \(Self.maximumNameLength) characters")
                 }
                 let folderID = try folder(item, matterID: matterID, caller: caller, connection: connection)
                 let fileID = UUID()
@@ -155,7 +159,7 @@ struct Documents: APIResource {
         guard let path = try Self.text(item, "folderPath", required: false) else { return nil }
         var parent: UUID?
         for segment in path.split(separator: "/").map(String.init) where !segment.isEmpty {
-            guard segment.count <= 255, !segment.contains("\\") else {
+            guard segment.unicodeScalars.count <= Self.maximumNameLength, !segment.contains("\\") else {
                 throw SandboxFailure.problem(.badRequest, "Bad Request", "folderPath has an invalid segment")
             }
             let existing = try connection.execute(
@@ -223,6 +227,9 @@ struct Documents: APIResource {
         return String(name[dot...])
     }
 
+    /// `AddFileDto.fileName` and `FolderDto.name`: the only lengths the spec sets.
+    static let maximumNameLength = 256
+
     /// A `File` as the spec shapes it.
     static func fileJSON(_ row: Row, matterID: UUID, origin: String) throws -> [String: Any] {
         let id = try row.uuid("id").uuidString.lowercased()
@@ -252,8 +259,12 @@ struct Documents: APIResource {
     func addFolder(_ body: [String: Any], matterID: UUID, request: Request, caller: APIServer.Caller) throws
         -> Response
     {
-        guard let name = try Self.text(body, "name", required: true), name.count <= 255, !name.contains("/") else {
-            throw SandboxFailure.problem(.badRequest, "Bad Request", "name must be a folder name without /")
+        guard let name = try Self.text(body, "name", required: true), !name.isEmpty,
+            name.unicodeScalars.count <= Self.maximumNameLength, !name.contains("/")
+        else {
+            throw SandboxFailure.problem(
+                .badRequest, "Bad Request",
+                "name must be a folder name of 1 to \(Self.maximumNameLength) characters without /")
         }
         let id = UUID()
         try database.transaction { connection in

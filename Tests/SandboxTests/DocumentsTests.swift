@@ -107,6 +107,31 @@ import Testing
         #expect(try Self.events(fixture, type: "files.updated").isEmpty)
     }
 
+    /// The spec's maxLength of 256 for file and folder names, in code points: 256 (even of
+    /// multi-byte characters) is accepted, 257 is a 400 that stores nothing.
+    @Test(arguments: ["a", "é", "🙂"])
+    func namesMayHaveUpToTheSpecsLength(character: String) throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let longest = String(repeating: character, count: Documents.maximumNameLength)
+        let files = "/matters/\(matter)/documents/files"
+        let folders = "/matters/\(matter)/documents/folders"
+        #expect(Self.post(fixture, files, access, ["fileName": longest]).status == .accepted)
+        #expect(Self.post(fixture, folders, access, ["name": longest]).status == .accepted)
+        for (path, field) in [(files, "fileName"), (folders, "name")] {
+            let refused = Self.post(fixture, path, access, [field: longest + character])
+            #expect(refused.status == .badRequest, "\(path)")
+            #expect(OpenAPIValidator.smokeball.problems(F.json(refused), schema: "ProblemDetails") == [])
+        }
+        #expect(Self.post(fixture, folders, access, ["name": ""]).status == .badRequest)
+        let counts = try Connection(url: fixture.databaseURL).execute(
+            "SELECT (SELECT count(*) FROM sb_files)::int AS files, (SELECT count(*) FROM sb_folders)::int AS folders"
+        ).single()
+        #expect(try counts.int("files") == 1)
+        #expect(try counts.int("folders") == 1)
+    }
+
     @Test func folderPathsAreCreatedOnceAndBulkAddsMany() throws {
         let fixture = try F(rate: 1000, burst: 1000)
         let (access, _) = fixture.connect()
