@@ -66,10 +66,7 @@ struct Contacts: APIResource {
             let term = try SearchTerm(text)
             conditions.append(term.condition(bind(term.value)))
         }
-        if let text = request.queryValue("UpdatedSince"), !text.isEmpty {
-            guard let ticks = Int64(text), (0...ContactDocument.maximumTicks).contains(ticks) else {
-                throw Self.badRequest("UpdatedSince must be .NET ticks (an integer from 0 to 3155378975999999999)")
-            }
+        if let ticks = try DotNetTicks.parameter(request, "UpdatedSince") {
             // Microseconds since 1970, rounded down: a row's ticks exceed `ticks` exactly when its
             // microseconds exceed this.
             let offset = ticks - DotNetTicks.unixEpoch
@@ -134,18 +131,8 @@ struct Contacts: APIResource {
     }
 
     func batch(_ request: Request, caller: APIServer.Caller) throws -> Response {
-        let body = try request.sandboxJSON()
-        if let unknown = body.keys.first(where: { $0.caseInsensitiveCompare("ids") != .orderedSame }) {
-            throw Self.badRequest("\(unknown) is not a property of ContactsBatchRequest")
-        }
-        let raw = body.first { $0.key.caseInsensitiveCompare("ids") == .orderedSame }?.value ?? NSNull()
-        var given: [String] = []
-        if !(raw is NSNull) {
-            guard let array = raw as? [Any], let strings = array as? [String],
-                !array.contains(where: { $0 is NSNumber })
-            else { throw Self.badRequest("ids must be an array of strings") }
-            given = strings
-        }
+        let body = try BodyShape.check(try request.sandboxJSON(), "ContactsBatchRequest", ["ids": .list(.string)])
+        let given = body["ids"] as? [String] ?? []
         guard given.count <= 500 else { throw Self.badRequest("At most 500 ids may be supplied per request") }
         // Ids that are not uuids resolve to nothing, like ids of other accounts.
         var ids: [UUID] = []
@@ -282,8 +269,6 @@ struct SearchTerm {
 /// A contact's body: the shape ContactDto allows (checked as strictly as the spec's
 /// `additionalProperties: false`), the stored document, and its rendering as the spec's `Contact`.
 enum ContactDocument {
-    /// DateTime.MaxValue in .NET ticks.
-    static let maximumTicks: Int64 = 3_155_378_975_999_999_999
     static let types = ["Person", "Organisation", "Staff", "GroupOfPeople", "Trust"]
 
     enum Kind: String, CaseIterable {
@@ -298,174 +283,14 @@ enum ContactDocument {
             }
         }
 
-        var shape: Shape {
+        var shape: BodyShape {
             switch self {
-            case .person: return ContactDocument.person
-            case .company: return ContactDocument.company
-            case .trust: return ContactDocument.trust
-            case .groupOfPeople: return ContactDocument.groupOfPeople
+            case .person: return BodyShape.person
+            case .company: return BodyShape.company
+            case .trust: return BodyShape.trust
+            case .groupOfPeople: return BodyShape.groupOfPeople
             }
         }
-    }
-
-    /// A JSON shape from the spec's *Dto schemas. Every property is nullable except `flag`s.
-    indirect enum Shape: Sendable {
-        case string, dateTime, boolean, flag, managedBy
-        case list(Shape)
-        case object([String: Shape])
-    }
-
-    static func strings(_ names: [String]) -> [String: Shape] {
-        Dictionary(uniqueKeysWithValues: names.map { ($0, Shape.string) })
-    }
-
-    static func object(_ names: [String], _ more: [String: Shape] = [:]) -> Shape {
-        .object(strings(names).merging(more) { $1 })
-    }
-
-    static let phone = object(["areaCode", "number"])
-    static let addressFields = [
-        "careOf", "buildingLevel", "unitNumber", "unitType", "streetNumber", "streetName", "streetType", "addressLine1",
-        "addressLine2", "city", "state", "zipCode", "locality", "county", "country",
-    ]
-    static let poBox = object(["careOf", "poBoxType", "poBoxNumber", "city", "state", "zipCode"])
-    static let address = object(addressFields, ["poBox": poBox])
-    static let executionPerson = object(["name", "personType", "selectedOfficeHeld"], ["address": address])
-
-    static let person = object(
-        [
-            "title", "firstName", "middleName", "lastName", "nameSuffix", "customName", "otherNames", "email", "notes",
-            "occupation", "birthPlace", "birthState", "birthCountry", "identificationNumberType",
-            "identificationNumber", "gender", "maritalStatus", "specialNeeds", "birthFirstName", "birthMiddleName",
-            "birthLastName", "previousNames", "correctionsReferenceNumber", "centrelinkReferenceNumber",
-        ],
-        [
-            "residentialAddress": address, "mailingAddress": address, "phone": phone,
-            "phone2": object(["areaCode", "number", "extension"]), "fax": phone, "cell": phone, "birthDate": .dateTime,
-            "passportDetails": object(
-                ["passportNumber", "passportIssueCountry", "passportIssueAuthority"],
-                ["passportIssueDate": .dateTime, "passportExpireDate": .dateTime]),
-            "deathDetails": object(
-                ["deathPlace", "deathState", "deathCountry", "deathCounty"],
-                [
-                    "deathDate": .dateTime, "isDeathDateUnknown": .flag, "deathDateFrom": .dateTime,
-                    "deathDateTo": .dateTime,
-                ]),
-            "identificationDetails": object([
-                "alienNumber", "registrationAuthority", "registrationNumber", "driversLicenseNumber",
-                "driversLicenseState", "medicareNumber",
-            ]),
-            "citizenshipDetails": object(["countryOfCitizenship", "nationality", "languageOfInterpreter"]),
-            "utbmsDetails": object(["ledesClientId"]),
-            "executionOptions": object(
-                ["poaType", "attorneyName", "poaRegisteredBook", "poaRegisteredNumber", "executionType"],
-                ["poaDate": .dateTime, "address": address]),
-        ])
-
-    static let company = object(
-        [
-            "name", "type", "email", "website", "notes", "abn", "ein", "stateId", "stateRegisteredIn",
-            "countryRegisteredIn", "branch", "companyNumberType", "companyNumber", "doingBusinessAsName", "tradingAs",
-            "tradingName",
-        ],
-        [
-            "phone": phone, "fax": phone,
-            "businessAddress": .object(
-                strings(addressFields).merging(["poBox": poBox, "dxAddress": object(["number", "exchange", "state"])]) {
-                    $1
-                }),
-            "mailingAddress": address, "registeredAddress": address, "registeredDate": .dateTime,
-            "firmIsRegisteredAgent": .boolean, "companyManagedBy": .managedBy, "staffIds": .list(.string),
-            "directorIds": .list(.string),
-            "executionOptions": object(
-                ["executingAuthority", "sealType", "poaRegistrationNumber", "executionType"],
-                [
-                    "person1": executionPerson, "person2": executionPerson, "executingUnder127": .boolean,
-                    "authorisedDepositTakingInstitution": .boolean, "attorneyNames": .list(.string),
-                ]),
-        ])
-
-    static let trust = object(
-        ["name", "status", "trustNumber"],
-        [
-            "executedDate": .dateTime, "phone": phone, "fax": phone, "address": address,
-            "trustees": .list(object(["name", "type"])),
-        ])
-
-    static let groupOfPeople = Shape.object([
-        "peopleIds": .list(.string), "residentialAddress": address, "mailingAddress": address,
-    ])
-
-    // MARK: Checking a body
-
-    static func isBoolean(_ value: Any) -> Bool? { JSONBoolean.value(value) }
-
-    static func isString(_ value: Any) -> String? {
-        value is NSNumber ? nil : value as? String
-    }
-
-    /// The value in the stored form (keys spelled as in the spec, dates normalised), nulls kept
-    /// so an update can clear a field. Throws a 400 naming the offending property.
-    static func normalise(_ value: Any, _ shape: Shape, at path: String) throws -> Any {
-        if value is NSNull {
-            if case .flag = shape { throw Contacts.badRequest("\(path) must be true or false") }
-            return NSNull()
-        }
-        switch shape {
-        case .string:
-            guard let text = isString(value) else { throw Contacts.badRequest("\(path) must be a string") }
-            return text
-        case .dateTime:
-            guard let text = isString(value), let date = parseDate(text) else {
-                throw Contacts.badRequest("\(path) must be an ISO 8601 date-time")
-            }
-            return date.formatted(Date.ISO8601FormatStyle())
-        case .boolean, .flag:
-            guard let flag = isBoolean(value) else { throw Contacts.badRequest("\(path) must be true or false") }
-            return flag
-        case .managedBy:
-            // CompanyManagedBy is 0 (Members) or 1 (Managers); Contact reports the name.
-            let names = ["Members", "Managers"]
-            if isBoolean(value) == nil, let number = value as? NSNumber,
-                number.doubleValue == 0 || number.doubleValue == 1
-            {
-                return names[number.intValue]
-            }
-            if let text = isString(value),
-                let name = names.first(where: { $0.caseInsensitiveCompare(text) == .orderedSame })
-            {
-                return name
-            }
-            throw Contacts.badRequest("\(path) must be 0 (Members) or 1 (Managers)")
-        case .list(let element):
-            guard let array = value as? [Any] else { throw Contacts.badRequest("\(path) must be an array") }
-            return try array.enumerated().map { try normalise($0.element, element, at: "\(path)[\($0.offset)]") }
-        case .object(let properties):
-            guard let object = value as? [String: Any] else { throw Contacts.badRequest("\(path) must be an object") }
-            var out: [String: Any] = [:]
-            for (key, member) in object {
-                // ASP.NET binds property names without regard to case.
-                guard let known = properties.first(where: { $0.key.caseInsensitiveCompare(key) == .orderedSame })
-                else { throw Contacts.badRequest("\(path).\(key) is not a known property") }
-                out[known.key] = try normalise(member, known.value, at: "\(path).\(known.key)")
-            }
-            return out
-        }
-    }
-
-    static func parseDate(_ text: String) -> Date? {
-        let styles: [Date.ISO8601FormatStyle] = [
-            Date.ISO8601FormatStyle(), Date.ISO8601FormatStyle(includingFractionalSeconds: true),
-            Date.ISO8601FormatStyle().year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: false)
-                .timeSeparator(.colon),
-            Date.ISO8601FormatStyle().year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true)
-                .timeSeparator(.colon),
-            Date.ISO8601FormatStyle().year().month().day().dateSeparator(.dash),
-        ]
-        for style in styles {
-            if let date = try? style.parse(text) { return date }
-        }
-        return nil
     }
 
     /// JSON with every null removed (a create stores only what was given).
@@ -511,13 +336,13 @@ enum ContactDocument {
                     if value is NSNull {
                         externalSystemID = .some(nil)
                     } else {
-                        guard let text = isString(value) else {
+                        guard let text = BodyShape.isString(value) else {
                             throw Contacts.badRequest("externalSystemId must be a string")
                         }
                         externalSystemID = text
                     }
                 } else if key.caseInsensitiveCompare("isDeleted") == .orderedSame {
-                    guard let flag = isBoolean(value) else {
+                    guard let flag = BodyShape.isBoolean(value) else {
                         throw Contacts.badRequest("isDeleted must be true or false")
                     }
                     isDeleted = flag
@@ -529,7 +354,7 @@ enum ContactDocument {
                         throw Contacts.badRequest("Give only one of person, company, trust or groupOfPeople")
                     }
                     self.kind = kind
-                    details = try normalise(value, kind.shape, at: kind.rawValue) as? [String: Any]
+                    details = try BodyShape.normalise(value, kind.shape, at: kind.rawValue) as? [String: Any]
                 } else {
                     throw Contacts.badRequest("\(key) is not a property of ContactDto")
                 }
@@ -721,4 +546,80 @@ enum ContactDocument {
         if let external = stored.externalSystemID { item["externalSystemId"] = external }
         return item
     }
+}
+
+/// ContactDto's kinds (PersonDto, CompanyDto, TrustDto, GroupOfPeopleDto) and what they contain.
+extension BodyShape {
+    static let phone = object(["areaCode", "number"])
+    static let addressFields = [
+        "careOf", "buildingLevel", "unitNumber", "unitType", "streetNumber", "streetName", "streetType", "addressLine1",
+        "addressLine2", "city", "state", "zipCode", "locality", "county", "country",
+    ]
+    static let poBox = object(["careOf", "poBoxType", "poBoxNumber", "city", "state", "zipCode"])
+    static let address = object(addressFields, ["poBox": poBox])
+    static let executionPerson = object(["name", "personType", "selectedOfficeHeld"], ["address": address])
+
+    static let person = object(
+        [
+            "title", "firstName", "middleName", "lastName", "nameSuffix", "customName", "otherNames", "email", "notes",
+            "occupation", "birthPlace", "birthState", "birthCountry", "identificationNumberType",
+            "identificationNumber", "gender", "maritalStatus", "specialNeeds", "birthFirstName", "birthMiddleName",
+            "birthLastName", "previousNames", "correctionsReferenceNumber", "centrelinkReferenceNumber",
+        ],
+        [
+            "residentialAddress": address, "mailingAddress": address, "phone": phone,
+            "phone2": object(["areaCode", "number", "extension"]), "fax": phone, "cell": phone, "birthDate": .dateTime,
+            "passportDetails": object(
+                ["passportNumber", "passportIssueCountry", "passportIssueAuthority"],
+                ["passportIssueDate": .dateTime, "passportExpireDate": .dateTime]),
+            "deathDetails": object(
+                ["deathPlace", "deathState", "deathCountry", "deathCounty"],
+                [
+                    "deathDate": .dateTime, "isDeathDateUnknown": .flag, "deathDateFrom": .dateTime,
+                    "deathDateTo": .dateTime,
+                ]),
+            "identificationDetails": object([
+                "alienNumber", "registrationAuthority", "registrationNumber", "driversLicenseNumber",
+                "driversLicenseState", "medicareNumber",
+            ]),
+            "citizenshipDetails": object(["countryOfCitizenship", "nationality", "languageOfInterpreter"]),
+            "utbmsDetails": object(["ledesClientId"]),
+            "executionOptions": object(
+                ["poaType", "attorneyName", "poaRegisteredBook", "poaRegisteredNumber", "executionType"],
+                ["poaDate": .dateTime, "address": address]),
+        ])
+
+    static let company = object(
+        [
+            "name", "type", "email", "website", "notes", "abn", "ein", "stateId", "stateRegisteredIn",
+            "countryRegisteredIn", "branch", "companyNumberType", "companyNumber", "doingBusinessAsName", "tradingAs",
+            "tradingName",
+        ],
+        [
+            "phone": phone, "fax": phone,
+            "businessAddress": .object(
+                strings(addressFields).merging(["poBox": poBox, "dxAddress": object(["number", "exchange", "state"])]) {
+                    $1
+                }),
+            "mailingAddress": address, "registeredAddress": address, "registeredDate": .dateTime,
+            "firmIsRegisteredAgent": .boolean, "companyManagedBy": .managedBy, "staffIds": .list(.string),
+            "directorIds": .list(.string),
+            "executionOptions": object(
+                ["executingAuthority", "sealType", "poaRegistrationNumber", "executionType"],
+                [
+                    "person1": executionPerson, "person2": executionPerson, "executingUnder127": .boolean,
+                    "authorisedDepositTakingInstitution": .boolean, "attorneyNames": .list(.string),
+                ]),
+        ])
+
+    static let trust = object(
+        ["name", "status", "trustNumber"],
+        [
+            "executedDate": .dateTime, "phone": phone, "fax": phone, "address": address,
+            "trustees": .list(object(["name", "type"])),
+        ])
+
+    static let groupOfPeople = BodyShape.object([
+        "peopleIds": .list(.string), "residentialAddress": address, "mailingAddress": address,
+    ])
 }

@@ -38,7 +38,7 @@ struct ContactsAdmin: SandboxAdminExtension {
     }
 
     func seed(_ body: [String: Any], accountID: UUID) throws -> Response {
-        guard let number = body["count"] as? NSNumber, ContactDocument.isBoolean(number) == nil,
+        guard let number = body["count"] as? NSNumber, BodyShape.isBoolean(number) == nil,
             number.doubleValue == number.doubleValue.rounded(),
             (1...Double(Self.maximumSeed)).contains(number.doubleValue)
         else {

@@ -33,7 +33,8 @@ struct Documents: APIResource {
         let rest = Array(parts.dropFirst(2))
         switch (request.method, rest.count, rest) {
         case ("POST", 2, ["documents", "files"]):
-            let info = try addFiles([try request.sandboxJSON()], matterID: matterID, request: request, caller: caller)
+            let item = try BodyShape.check(try request.sandboxJSON(), "AddFileDto", BodyShape.addFile)
+            let info = try addFiles([item], matterID: matterID, request: request, caller: caller)
             return Response.json(info[0], status: .accepted)
         case ("POST", 3, ["documents", "files", "bulk"]):
             guard let items = try request.sandboxJSONValue() as? [[String: Any]],
@@ -41,8 +42,11 @@ struct Documents: APIResource {
             else {
                 throw SandboxFailure.problem(.badRequest, "Bad Request", "The body must be an array of 1 to 500 files")
             }
+            let checked = try items.enumerated().map { index, item in
+                try BodyShape.normalise(item, .object(BodyShape.addFile), at: "[\(index)]") as? [String: Any] ?? [:]
+            }
             return Response.json(
-                try addFiles(items, matterID: matterID, request: request, caller: caller), status: .accepted)
+                try addFiles(checked, matterID: matterID, request: request, caller: caller), status: .accepted)
         case ("GET", 2, ["documents", "files"]):
             return try listFiles(request, matterID: matterID, caller: caller)
         case ("GET", 3, _) where rest[1] == "files":
@@ -66,9 +70,11 @@ struct Documents: APIResource {
             return try Folders(database: database, now: now).list(
                 request, matterID: matterID, folderID: folderID, caller: caller)
         case ("POST", 2, ["documents", "folders"]):
-            return try addFolder(try request.sandboxJSON(), matterID: matterID, request: request, caller: caller)
+            let body = try BodyShape.check(try request.sandboxJSON(), "FolderDto", BodyShape.folder)
+            return try addFolder(body, matterID: matterID, request: request, caller: caller)
         case ("POST", 1, ["memos"]):
-            return try addMemo(try request.sandboxJSON(), matterID: matterID, request: request, caller: caller)
+            let body = try BodyShape.check(try request.sandboxJSON(), "MemoDto", BodyShape.memo)
+            return try addMemo(body, matterID: matterID, request: request, caller: caller)
         case ("GET", 2, _) where rest[0] == "memos":
             guard let memoID = UUID(uuidString: rest[1]) else {
                 throw SandboxFailure.problem(.notFound, "Not Found", "No such memo")
@@ -334,6 +340,15 @@ struct Documents: APIResource {
             "createdDate": created, "lastUpdated": created, "isDeleted": false,
         ])
     }
+}
+
+/// The bodies of document and memo writes.
+extension BodyShape {
+    static let addFile = properties(
+        ["fileName", "folderId", "userId", "folderPath"],
+        ["fileAdditionalData": .map(.any), "dateCreated": .dateTime, "dateModified": .dateTime])
+    static let folder = properties(["name", "parentFolderId", "userId"])
+    static let memo = properties(["title", "text", "userId"], ["createdDateUtc": .dateTime])
 }
 
 /// `PUT /_uploads/{fileId}?signature=...`: the second step of adding a file. Like a pre-signed

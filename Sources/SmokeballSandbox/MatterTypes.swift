@@ -10,7 +10,8 @@ struct MatterTypes {
     func list(_ request: Request, caller: APIServer.Caller, path: String) throws -> Response {
         let page = try Paging(request)
         var type: Int?
-        if let text = request.queryValue("Type") {
+        // An empty value is no filter, as for every other parameter.
+        if let text = request.queryValue("Type"), !text.isEmpty {
             guard let value = Int(text), value == 0 || value == 1 else {
                 throw SandboxFailure.problem(
                     .badRequest, "Bad Request", "Type must be 0 (matter type) or 1 (lead type)")

@@ -30,7 +30,10 @@ struct Matters: APIResource {
         if parts.count == 1 {
             switch request.method {
             case "GET": return try list(request, path: path, caller: caller)
-            case "POST": return try create(request, caller: caller)
+            case "POST":
+                return try create(
+                    try BodyShape.check(try request.sandboxJSON(), "MatterDto", BodyShape.matter), request,
+                    caller: caller)
             default: throw Self.methodNotAllowed(request)
             }
         }
@@ -41,7 +44,12 @@ struct Matters: APIResource {
         case "GET":
             return try single(request, id: id, caller: caller)
         case "PATCH", "PUT", "DELETE":
-            let body = request.method == "DELETE" ? [:] : try request.sandboxJSON()
+            let body: [String: Any] =
+                switch request.method {
+                case "DELETE": [:]
+                case "PATCH": try BodyShape.check(try request.sandboxJSON(), "MatterDto2", BodyShape.matterPatch)
+                default: try BodyShape.check(try request.sandboxJSON(), "MatterDto", BodyShape.matter)
+                }
             try PendingUpdate(resource: .matter, id: id, method: request.method, body: body).accept(
                 database, caller: caller, now: now)
             return Accepted.link(request, id: id, path: "/matters/" + id.uuidString.lowercased())
@@ -153,15 +161,12 @@ struct Matters: APIResource {
             guard let flag = Bool(text.lowercased()) else { throw badRequest("IsLead must be true or false") }
             filters.isLead = flag
         }
-        let ticks = request.queryValue("UpdatedSince").flatMap { $0.isEmpty ? nil : $0 }
+        let ticks = try DotNetTicks.parameter(request, "UpdatedSince")
         let lastUpdated = request.queryValue("LastUpdated").flatMap { $0.isEmpty ? nil : $0 }
         switch (ticks, lastUpdated) {
         case (.some, .some):
             throw badRequest("UpdatedSince cannot be used in conjunction with LastUpdated")
-        case (.some(let text), nil):
-            guard let value = Int64(text), value >= 0 else {
-                throw badRequest("UpdatedSince must be .NET ticks (an int64)")
-            }
+        case (.some(let value), nil):
             filters.updatedSince = DotNetTicks.date(value)
         case (nil, .some(let text)):
             guard let date = parseDate(text) else { throw badRequest("LastUpdated must be an ISO 8601 date-time") }
@@ -264,8 +269,9 @@ struct Matters: APIResource {
 
     enum Kind { case text, id, ids, status, date, flag, number, object, texts }
 
-    /// MatterDto and MatterDto2 properties. ASP.NET matches names case-insensitively and ignores
-    /// unknown ones, so this does too.
+    /// MatterDto and MatterDto2 properties, matched without regard to case as ASP.NET does. A
+    /// body has been checked against `BodyShape.matter` or `.matterPatch` (unknown properties and
+    /// JSON types) first; this adds what the spec's descriptions require (uuids, status names).
     static let kinds: [String: (name: String, kind: Kind)] = {
         let properties: [(String, Kind)] = [
             ("externalSystemId", .text), ("number", .text), ("matterTypeId", .id), ("clientIds", .ids),
@@ -460,8 +466,9 @@ struct Matters: APIResource {
 
     // MARK: Create
 
-    func create(_ request: Request, caller: APIServer.Caller) throws -> Response {
-        let fields = try Self.fields(try request.sandboxJSON())
+    /// `body`: a MatterDto checked against its shape.
+    func create(_ body: [String: Any], _ request: Request, caller: APIServer.Caller) throws -> Response {
+        let fields = try Self.fields(body)
         // The spec's 400: "a mandatory field - i.e. client, matter type, status - is not provided".
         guard case .id(let typeID)? = fields["matterTypeId"] else {
             throw Self.badRequest("matterTypeId is required: the id of a matter type (GET /mattertypes)")
@@ -709,4 +716,33 @@ extension Dictionary where Key == String, Value == Matters.Field {
         default: return nil
         }
     }
+}
+
+/// MatterDto (POST and PUT) and MatterDto2 (PATCH): the same properties but for MatterDto's
+/// `otherSideRole` and MatterDto2's `dateOpened` and `items`.
+extension BodyShape {
+    static let matterCommon = properties(
+        [
+            "externalSystemId", "number", "matterTypeId", "branchId", "branchProviderId", "clientRole", "description",
+            "status", "leadClosedReason", "referralType", "referrerId", "referralAgreementFeeType",
+            "referralAgreementFeeComment", "personResponsibleStaffId", "personAssistingStaffId", "originatingStaffId",
+            "supervisorStaffId", "clientCode",
+        ],
+        [
+            "clientIds": .list(.string), "otherSideIds": .list(.string), "openedDate": .dateTime,
+            "closedDate": .dateTime, "leadOpenedDate": .dateTime, "leadClosedDate": .dateTime,
+            "referralAgreementFee": .number, "personAssistingStaffIds": .list(.string),
+            "originatingStaffIds": .list(.string), "isLead": .flag,
+            "splitOriginatingStaffSettings": object(
+                ["splitMethod", "remainderStaffId"],
+                [
+                    "isEnabled": .flag,
+                    "splitMatterStaffs": .list(object(["matterStaffId"], ["matterStaffRatio": .integer])),
+                ]),
+        ])
+    static let matter = matterCommon.merging(["otherSideRole": .string]) { $1 }
+    static let matterPatch = matterCommon.merging(["dateOpened": .dateTime, "items": .map(.list(matterItem))]) { $1 }
+    static let matterItem: BodyShape = object(
+        ["id", "contactId", "roleDescription", "description"],
+        ["contact": object(["id"]), "subItems": .map(.list(.recursive { matterItem }))])
 }

@@ -184,8 +184,13 @@ struct Webhooks: APIResource {
         .json(String(decoding: try JSONWriter.encode(values), as: UTF8.self))
     }
 
+    /// WebhookSubscriptionDto, the body of POST and PUT.
+    static let dto = BodyShape.properties(
+        ["key", "name", "eventNotificationUrl"], ["eventTypes": .list(.string)])
+
     func create(_ request: Request, caller: APIServer.Caller) throws -> Response {
-        let fields = try Self.fields(try request.sandboxJSON(), creating: true)
+        let fields = try Self.fields(
+            try BodyShape.check(try request.sandboxJSON(), "WebhookSubscriptionDto", Self.dto), creating: true)
         let row = try database.transaction { connection in
             try Self.purgeLapsed(connection, now: now, account: caller.accountID, client: caller.clientID)
             return try connection.execute(
@@ -208,7 +213,11 @@ struct Webhooks: APIResource {
         guard let id = UUID(uuidString: text) else {
             throw SandboxFailure.problem(.notFound, "Not Found", "No such webhook subscription")
         }
-        let fields = request.method == "PUT" ? try Self.fields(try request.sandboxJSON(), creating: false) : nil
+        let fields =
+            request.method == "PUT"
+            ? try Self.fields(
+                try BodyShape.check(try request.sandboxJSON(), "WebhookSubscriptionDto", Self.dto), creating: false)
+            : nil
         let row = try database.transaction { connection -> Row? in
             try Self.purgeLapsed(connection, now: now, account: caller.accountID, client: caller.clientID)
             try requireOwn(connection, id: id, caller: caller)
