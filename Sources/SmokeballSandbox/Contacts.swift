@@ -130,8 +130,10 @@ struct Contacts: APIResource {
         return Response.json(try ContactDocument.render(row, origin: Self.origin(request), fields: nil))
     }
 
+    static let batchRequest: [String: BodyShape] = ["ids": .list(.string)]
+
     func batch(_ request: Request, caller: APIServer.Caller) throws -> Response {
-        let body = try BodyShape.check(try request.sandboxJSON(), "ContactsBatchRequest", ["ids": .list(.string)])
+        let body = try BodyShape.check(try request.sandboxJSON(), "ContactsBatchRequest", Self.batchRequest)
         let given = body["ids"] as? [String] ?? []
         guard given.count <= 500 else { throw Self.badRequest("At most 500 ids may be supplied per request") }
         // Ids that are not uuids resolve to nothing, like ids of other accounts.

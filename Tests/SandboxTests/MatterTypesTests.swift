@@ -72,12 +72,27 @@ import Testing
         #expect(Set(seen).count == size)
     }
 
-    @Test(arguments: [["Limit": "0"], ["Limit": "501"], ["Offset": "-1"], ["Limit": "ten"], ["Type": "2"]])
+    @Test(arguments: [
+        ["Limit": "0"], ["Limit": "501"], ["Offset": "-1"], ["Offset": "2147483648"], ["Limit": "ten"], ["Type": "2"],
+        ["Type": "Lead"],
+    ])
     func outOfRangeParametersAreBadRequests(query: [String: String]) throws {
         let fixture = try F(rate: 1000, burst: 1000)
         let (access, _) = fixture.connect()
         let response = fixture.api("GET", "/mattertypes", token: access, query: query)
         #expect(response.status == .badRequest)
         #expect(F.json(response)["status"] as? Int == 400)
+    }
+
+    /// An empty parameter is no filter, for `Type` as for every other one.
+    @Test(arguments: [["Type": ""], ["Name": ""], ["Offset": "", "Limit": ""]])
+    func emptyParametersAreNoFilter(query: [String: String]) throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let all = F.json(fixture.api("GET", "/mattertypes", token: access))
+        let response = fixture.api("GET", "/mattertypes", token: access, query: query)
+        #expect(response.status == .ok, "\(F.text(response))")
+        #expect(F.json(response)["size"] as? Int == all["size"] as? Int)
+        #expect((all["size"] as? Int ?? 0) > 0)
     }
 }

@@ -252,6 +252,8 @@ import Testing
         ("Status=Open&Status=Archived", "Status"), ("UpdatedSince=yesterday", "UpdatedSince"),
         ("LastUpdated=not-a-date", "LastUpdated"), ("MatterTypeId=divorce", "MatterTypeId"),
         ("ContactId=42", "ContactId"), ("Type=Everything", "Type"), ("Limit=501", "Limit"),
+        // Ticks as contacts take them: 0 to DateTime.MaxValue.
+        ("UpdatedSince=-1", "UpdatedSince"), ("UpdatedSince=3155378976000000000", "UpdatedSince"),
     ])
     func malformedListParametersAreBadRequests(query: String, named: String) throws {
         let fixture = try F(rate: 1000, burst: 1000)
