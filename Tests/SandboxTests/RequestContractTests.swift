@@ -95,15 +95,11 @@ import Testing
     struct Setup {
         let fixture: F
         let access: String
-        let matter: String
-        let webhook: String
-        let type: String
-        let client: String
+        /// `{MATTER}`, `{WEBHOOK}`, `{TYPE}` and `{CLIENT}`: ids the bodies and paths refer to.
+        let placeholders: [String: String]
 
-        /// `{MATTER}`, `{WEBHOOK}`, `{TYPE}` and `{CLIENT}` replaced.
         func fill(_ text: String) -> String {
-            text.replacingOccurrences(of: "{MATTER}", with: matter).replacingOccurrences(of: "{WEBHOOK}", with: webhook)
-                .replacingOccurrences(of: "{TYPE}", with: type).replacingOccurrences(of: "{CLIENT}", with: client)
+            placeholders.reduce(text) { $0.replacingOccurrences(of: $1.key, with: $1.value) }
         }
 
         /// Every table a write can change, as text.
@@ -130,10 +126,13 @@ import Testing
             requestID: "setup")
         #expect(hook.status == .ok, "\(F.text(hook))")
         return Setup(
-            fixture: fixture, access: access, matter: try DocumentsTests.matter(fixture),
-            webhook: try #require(F.json(hook)["id"] as? String),
-            type: try MattersTests.matterType(fixture, "Divorce"),
-            client: try MattersTests.contact(fixture, "Avery Smith"))
+            fixture: fixture, access: access,
+            placeholders: [
+                "{MATTER}": try DocumentsTests.matter(fixture),
+                "{WEBHOOK}": try #require(F.json(hook)["id"] as? String),
+                "{TYPE}": try MattersTests.matterType(fixture, "Divorce"),
+                "{CLIENT}": try MattersTests.contact(fixture, "Avery Smith"),
+            ])
     }
 
     /// The spec's problems with `body` as the DTO `schema` (each item of an array body).
