@@ -60,14 +60,8 @@ public final class Database: @unchecked Sendable {
     /// round trip. A read-only batch that finds the connection dead is retried once on a new
     /// one (it changed nothing); a writing batch is not, since its COMMIT may have landed.
     public func pipelinedTransaction(readOnly: Bool = false, _ statements: [Statement]) throws -> [QueryResult] {
-        do {
-            return try withConnection { connection in
-                try connection.pipelinedTransaction(readOnly: readOnly, statements)
-            }
-        } catch let error as DatabaseError where readOnly && error.isUnavailable {
-            return try withConnection { connection in
-                try connection.pipelinedTransaction(readOnly: readOnly, statements)
-            }
+        try withConnection(retryingOnce: readOnly) { connection in
+            try connection.pipelinedTransaction(readOnly: readOnly, statements)
         }
     }
 
@@ -76,10 +70,16 @@ public final class Database: @unchecked Sendable {
     /// statements cheaper than `pipelinedTransaction` because no BEGIN/COMMIT travel. For
     /// statements that only read: a dead connection is replaced and the batch sent once more.
     public func pipelinedRead(_ statements: [Statement]) throws -> [QueryResult] {
+        try withConnection(retryingOnce: true) { connection in try connection.pipeline(statements) }
+    }
+
+    /// `withConnection`, sent once more on a new connection when the first turns out dead, if
+    /// `retryingOnce` (only for work that changed nothing, such as reads).
+    private func withConnection<T>(retryingOnce: Bool, _ body: (Connection) throws -> T) throws -> T {
         do {
-            return try withConnection { connection in try connection.pipeline(statements) }
-        } catch let error as DatabaseError where error.isUnavailable {
-            return try withConnection { connection in try connection.pipeline(statements) }
+            return try withConnection(body)
+        } catch let error as DatabaseError where retryingOnce && error.isUnavailable {
+            return try withConnection(body)
         }
     }
 
