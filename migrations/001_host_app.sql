@@ -129,8 +129,10 @@ CREATE TABLE uploads (
 CREATE INDEX uploads_matter_id_idx ON uploads (matter_id);
 CREATE INDEX uploads_firm_status_idx ON uploads (firm_id, status);
 
--- Row-level security. FORCE makes the policies apply to the table owner too, so a mistake in
--- which role a process connects as fails closed rather than open.
+-- Row-level security. FORCE makes the policies apply to the table owner too. It does not make a
+-- superuser or a BYPASSRLS role obey them: those skip row-level security whatever the table
+-- says. Tenancy fails closed because of 025 (tables owned by the NOBYPASSRLS casehug_owner) and
+-- because every process refuses to run as such a role.
 ALTER TABLE firms ENABLE ROW LEVEL SECURITY;
 ALTER TABLE firms FORCE ROW LEVEL SECURITY;
 CREATE POLICY firms_tenant ON firms USING (id = app_current_firm()) WITH CHECK (id = app_current_firm());
@@ -159,7 +161,8 @@ CREATE POLICY uploads_tenant ON uploads
 
 -- Request authentication: given the verified JWT subject, set the transaction's user and firm
 -- and return the user's firm and role. SECURITY DEFINER because the users policy needs the
--- tenant that this function establishes; it reads exactly one row by primary key.
+-- tenant that this function establishes; it reads exactly one row by primary key. (025 replaces
+-- it: owned by casehug_owner it no longer bypasses the policies.)
 CREATE FUNCTION app_authenticate(p_user_id uuid)
     RETURNS TABLE (firm_id uuid, role text)
     LANGUAGE plpgsql SECURITY DEFINER

@@ -2,7 +2,8 @@ import Foundation
 
 /// Applies `NNN_name.sql` files in numeric order, each in its own transaction, recording each
 /// in `schema_migrations` with a checksum. Re-running applies only what is new; an applied file
-/// that was edited afterwards is refused rather than silently skipped.
+/// whose statements were edited afterwards is refused rather than silently skipped. The checksum
+/// leaves out whole-line `--` comments and blank lines, so a wrong comment can be corrected.
 public struct Migrator: Sendable {
     public struct Migration: Sendable, Equatable {
         public let version: Int
@@ -13,6 +14,23 @@ public struct Migrator: Sendable {
             self.version = version
             self.name = name
             self.sql = sql
+        }
+
+        /// The text the checksum covers: the file without whole-line comments, blank lines and
+        /// trailing spaces. Comments inside a line stay: telling them from string contents would
+        /// take an SQL lexer.
+        var statements: String {
+            var kept: [Substring] = []
+            for line in sql.split(separator: "\n", omittingEmptySubsequences: false) {
+                var end = line.endIndex
+                while end > line.startIndex, [" ", "\t", "\r"].contains(line[line.index(before: end)]) {
+                    end = line.index(before: end)
+                }
+                let text = line[..<end]
+                let content = text.drop { $0 == " " || $0 == "\t" }
+                if !content.isEmpty && !content.hasPrefix("--") { kept.append(text) }
+            }
+            return kept.joined(separator: "\n")
         }
     }
 
@@ -67,11 +85,15 @@ public struct Migrator: Sendable {
         }
         var applied: [String] = []
         for migration in migrations {
-            let checksum = try connection.execute(
-                "SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex') AS sum", [migration.sql]
-            ).single().string("sum")
+            func sha256(_ text: String) throws -> String {
+                try connection.execute("SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex') AS sum", [text])
+                    .single().string("sum")
+            }
+            let checksum = try sha256(migration.statements)
             if let existing = recorded[migration.version] {
-                guard existing == checksum else {
+                // Databases migrated before comments were left out recorded the whole file's sum.
+                let unchanged = try existing == checksum || existing == sha256(migration.sql)
+                guard unchanged else {
                     throw MigrationError(message: "migration \(migration.name) changed after it was applied")
                 }
                 continue

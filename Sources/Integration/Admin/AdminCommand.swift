@@ -4,7 +4,7 @@ import PostgreSQL
 
 /// `casehug-admin`: the operations scripts and deploys need besides serving requests.
 ///
-///     casehug-admin migrate --database-url URL --dir migrations
+///     casehug-admin migrate --database-url URL --dir migrations [--owner casehug_owner]
 ///     casehug-admin seed-demo --database-url URL --file scripts/sql/demo-seed.sql
 ///     casehug-admin set-app-password --database-url URL --password-env APP_DB_PASSWORD
 ///     casehug-admin mint-token --sub UUID [--ttl SECONDS]        (reads CASEHUG_JWT_SECRET)
@@ -17,7 +17,7 @@ public enum AdminCommand {
     }
 
     public static let usage = """
-        usage: casehug-admin migrate (--database-url URL | --database-url-env NAME) --dir DIR
+        usage: casehug-admin migrate (--database-url URL | --database-url-env NAME) --dir DIR [--owner ROLE]
                casehug-admin seed-demo (--database-url URL | --database-url-env NAME) --file FILE
                casehug-admin set-app-password (--database-url URL | --database-url-env NAME) --password-env NAME
                casehug-admin mint-token --sub UUID [--ttl SECONDS]
@@ -46,6 +46,8 @@ public enum AdminCommand {
         case "migrate":
             let connection = try Connection(url: try databaseURL(), applicationName: "casehug-admin")
             let applied = try Migrator(directory: try option("dir")).apply(on: connection)
+            // The service's schema must stay where row-level security binds (SchemaOwnership).
+            if let owner = options["owner"] { try SchemaOwnership.verify(connection, owner: owner) }
             return applied.isEmpty ? "migrations: up to date" : "migrations applied: " + applied.joined(separator: ", ")
         case "seed-demo":
             let connection = try Connection(url: try databaseURL(), applicationName: "casehug-admin")

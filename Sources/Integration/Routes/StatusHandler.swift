@@ -49,10 +49,8 @@ public struct StatusHandler: Handler {
                 let updated = try current.applying(body, mode: mode, knownCaseTypes: try Self.caseTypes(connection))
                 try connection.execute(
                     """
-                    INSERT INTO firm_integrations (firm_id, platform, settings)
-                    VALUES (app_current_firm(), $1, $2::jsonb)
-                    ON CONFLICT (firm_id, platform)
-                    DO UPDATE SET settings = EXCLUDED.settings, updated_at = now()
+                    UPDATE firm_integrations SET settings = $2::jsonb, updated_at = now()
+                    WHERE firm_id = app_current_firm() AND platform = $1
                     """, [Self.platform, SQLValue.json(updated.jsonText)])
                 context.log.info("settings_updated", ["firm_id": caller.firmID.uuidString.lowercased()])
                 return Response.json(try Self.status(connection, caller: caller))
@@ -63,12 +61,21 @@ public struct StatusHandler: Handler {
     }
 
     /// The settings row locked for the rest of the transaction, so concurrent PATCHes of
-    /// different mappings both survive.
+    /// different mappings both survive. A firm's first write creates the row before locking it:
+    /// `FOR UPDATE` locks nothing when there is no row yet, and two first writes would each start
+    /// from the defaults and the later would overwrite the earlier. The insert of the second waits
+    /// on the first's uncommitted row instead, then reads what the first committed.
     static func lockedSettings(_ connection: Connection) throws -> IntegrationSettings {
+        try connection.execute(
+            """
+            INSERT INTO firm_integrations (firm_id, platform) VALUES (app_current_firm(), $1)
+            ON CONFLICT (firm_id, platform) DO NOTHING
+            """, [platform])
         let row = try connection.execute(
-            "SELECT settings FROM firm_integrations WHERE platform = $1 FOR UPDATE", [platform]
-        ).first
-        guard let row, let stored = try row.json("settings") as? [String: Any] else { return .defaults }
+            "SELECT settings FROM firm_integrations WHERE firm_id = app_current_firm() AND platform = $1 FOR UPDATE",
+            [platform]
+        ).single()
+        guard let stored = try row.json("settings") as? [String: Any] else { return .defaults }
         return IntegrationSettings(stored: stored)
     }
 
@@ -77,7 +84,8 @@ public struct StatusHandler: Handler {
     }
 
     /// The caller's integration row (if any) with its latest sync event, as exactly one row.
-    /// Row-level security limits both tables to the caller's firm.
+    /// Row-level security limits both tables to the caller's firm; the `firm_id` predicates say
+    /// so again, so the answer stays the caller's even if a policy were missing or bypassed.
     static let statusQuery = """
         SELECT i.is_active, i.access_token IS NOT NULL AS has_token, i.token_expires_at,
                i.refresh_token_expires_at, i.settings, i.smokeball_account_id, i.account_info, i.region,
@@ -86,10 +94,10 @@ public struct StatusHandler: Handler {
                s.upload_id AS sync_upload_id, s.external_id AS sync_external_id,
                s.error_message AS sync_error_message, s.created_at AS sync_created_at
         FROM (SELECT 1) AS one
-        LEFT JOIN firm_integrations i ON i.platform = $1
+        LEFT JOIN firm_integrations i ON i.platform = $1 AND i.firm_id = app_current_firm()
         LEFT JOIN LATERAL (
             SELECT action, status, matter_id, upload_id, external_id, error_message, created_at
-            FROM integration_sync_logs l WHERE l.integration_id = i.id
+            FROM integration_sync_logs l WHERE l.integration_id = i.id AND l.firm_id = app_current_firm()
             ORDER BY l.created_at DESC LIMIT 1
         ) s ON true
         """

@@ -1,5 +1,6 @@
 import Cryptography
 import Foundation
+import Integration
 import PostgreSQL
 
 /// Paths and services `scripts/test` provides: the test PostgreSQL cluster, built executables,
@@ -73,6 +74,7 @@ struct ServiceDatabase: Sendable {
         do {
             let connection = try Connection(url: TestEnvironment.databaseURL(TestEnvironment.adminURL, database: name))
             try Migrator(directory: TestEnvironment.migrationsDirectory).apply(on: connection)
+            try SchemaOwnership.verify(connection, owner: "casehug_owner")
             let statement = try connection.execute(
                 "SELECT format('ALTER ROLE casehug_app LOGIN PASSWORD %L', $1::text) AS sql",
                 [TestEnvironment.appPassword]
@@ -124,8 +126,9 @@ struct ServiceDatabase: Sendable {
     }
 }
 
-/// Rows for a test, inserted as the admin (bypassing nothing: the admin owns the tables, and
-/// FORCE RLS applies, so inserts set the firm context first).
+/// Rows for a test, inserted as the cluster's superuser, which bypasses row-level security
+/// (superusers skip it even under FORCE). Inserts still set the firm context, so the same
+/// statements would also pass the policies.
 struct Seed {
     let connection: Connection
 
@@ -133,7 +136,7 @@ struct Seed {
         connection = try database.admin()
     }
 
-    /// Runs `body` with `app.firm_id` set, as the policies require even for the owner.
+    /// Runs `body` with `app.firm_id` set, as the policies would require of any other role.
     @discardableResult
     func asFirm<T>(_ firm: UUID?, _ body: (Connection) throws -> T) throws -> T {
         try connection.transaction { connection in
