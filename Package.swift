@@ -40,7 +40,9 @@ let package = Package(
         .executableTarget(name: "casehug-admin", dependencies: ["Integration"]),
         .executableTarget(name: "smokeball-sandbox", dependencies: ["FastCGI", "SmokeballSandbox"]),
 
-        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"]),
+        // What several test targets share: seeded generators for fuzzing.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "TestSupport"]),
         .testTarget(name: "PostgreSQLTests", dependencies: ["PostgreSQL"]),
         .testTarget(name: "CryptographyTests", dependencies: ["Cryptography"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient"], exclude: ["Fixtures"]),
@@ -51,7 +53,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SandboxTests",
-            dependencies: ["SmokeballSandbox", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"],
+            dependencies: ["SmokeballSandbox", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient", "TestSupport"],
             resources: [.copy("Fixtures")]
         ),
     ]

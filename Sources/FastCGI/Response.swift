@@ -25,12 +25,10 @@ public struct Response: Sendable {
         return Response(status: status, headers: [("Content-Type", "application/json")] + headers, body: body)
     }
 
+    /// A JSON response from a typed answer (see `JSONStreamEncoder` for the format).
     public static func json(encoding value: some Encodable, status: HTTPStatus = .ok) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        let data = try encoder.encode(value)
-        return Response(status: status, headers: [("Content-Type", "application/json")], body: [UInt8](data))
+        Response(
+            status: status, headers: [("Content-Type", "application/json")], body: try JSONStreamEncoder.encode(value))
     }
 
     public static func redirect(to location: String, status: HTTPStatus = .found) -> Response {

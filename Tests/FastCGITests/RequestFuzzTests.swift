@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import FastCGI
@@ -10,19 +11,9 @@ import Testing
 /// `FASTCGI_FUZZ_SEED=N` replays or varies a run.
 @Suite struct RequestFuzzTests {
     static let seed: UInt64 =
-        ProcessInfo.processInfo.environment["FASTCGI_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0xF0CA_C1A0_2026
+        SeededGenerator.seed(environment: "FASTCGI_FUZZ_SEED", default: 0xF0CA_C1A0_2026)
 
-    /// SplitMix64: small, seedable, the same sequence on every machine.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias Generator = SeededGenerator
 
     static let pieces = [
         "a", "Z", "0", "/", "?", "&", "=", "%", "%2", "%zz", "%41", "%00", "%0D%0A", "+", " ", "\r", "\n", "\r\n",
@@ -57,7 +48,7 @@ import Testing
     }
 
     @Test func anyParamsAndBodyGiveAWellFormedRequestAndAnswer() throws {
-        var random = Generator(state: Self.seed)
+        var random = Generator(seed: Self.seed)
         for index in 0..<500 {
             let context = "case \(index), FASTCGI_FUZZ_SEED=\(Self.seed)"
             var params: [String: String] = [

@@ -1,6 +1,7 @@
 import FastCGI
 import Foundation
 import PostgreSQL
+import TestSupport
 import Testing
 
 @testable import SmokeballSandbox
@@ -14,29 +15,10 @@ import Testing
     typealias F = SandboxFixture
 
     static let seed: UInt64 =
-        ProcessInfo.processInfo.environment["SANDBOX_FUZZ_SEED"].flatMap { UInt64($0) }
-        ?? 0x5EED_2026_0003
+        SeededGenerator.seed(environment: "SANDBOX_FUZZ_SEED", default: 0x5EED_2026_0003)
     static let cases = 400
 
-    /// SplitMix64: small, fast and the same on every platform.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
-        mutating func pick<T>(_ choices: [T]) -> T { choices[Int.random(in: 0..<choices.count, using: &self)] }
-        mutating func chance(_ share: Double) -> Bool { Double.random(in: 0..<1, using: &self) < share }
-        mutating func uuid() -> String {
-            let hex = (0..<32).map { _ in String(Int.random(in: 0..<16, using: &self), radix: 16) }.joined()
-            let characters = Array(hex)
-            return [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(characters[$0]) }.joined(separator: "-")
-        }
-    }
+    typealias Generator = SeededGenerator
 
     // MARK: Junk
 
@@ -264,7 +246,7 @@ import Testing
         let before = try Self.counts(fixture)
         let contactsBefore = F.json(fixture.api("GET", "/contacts", token: access))["size"] as? Int
         let spec = OpenAPIValidator.smokeball
-        var random = Generator(state: Self.seed)
+        var random = Generator(seed: Self.seed)
         var tally: [Int: Int] = [:]
         for index in 0..<Self.cases {
             let fuzzCase = Self.makeCase(setup, &random)

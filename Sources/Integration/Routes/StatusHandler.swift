@@ -33,7 +33,7 @@ public struct StatusHandler: Handler {
                 Tenancy.authenticate(userID), Statement(Self.statusQuery, [Self.platform]),
             ])
             let caller = try Tenancy.caller(from: results[0], userID: userID)
-            return Response.json(try Self.status(from: results[1].single(), caller: caller))
+            return try Response.json(encoding: Self.status(from: results[1].single(), caller: caller))
         case "PUT", "PATCH":
             let userID = try authenticator.userID(for: request)
             // The body is checked for shape before any database work; field values that need the
@@ -53,7 +53,7 @@ public struct StatusHandler: Handler {
                     WHERE firm_id = app_current_firm() AND platform = $1
                     """, [Self.platform, SQLValue.json(updated.jsonText)])
                 context.log.info("settings_updated", ["firm_id": caller.firmID.uuidString.lowercased()])
-                return Response.json(try Self.status(connection, caller: caller))
+                return try Response.json(encoding: Self.status(connection, caller: caller))
             }
         default:
             throw HTTPError.methodNotAllowed(allowed: ["GET", "HEAD", "PUT", "PATCH"])
@@ -103,62 +103,105 @@ public struct StatusHandler: Handler {
         """
 
     /// The answer for a successful update, read in the update's transaction.
-    static func status(_ connection: Connection, caller: Caller) throws -> [String: Any] {
+    static func status(_ connection: Connection, caller: Caller) throws -> StatusAnswer {
         try status(from: try connection.execute(statusQuery, [platform]).single(), caller: caller)
     }
 
     /// The answer from `statusQuery`'s row.
-    static func status(from row: Row, caller: Caller) throws -> [String: Any] {
-        let integration: Row? = try row.bool("has_integration") ? row : nil
-        let lastSync: Row? = try row.optionalString("sync_action") != nil ? row : nil
-        var settings = IntegrationSettings.defaults
-        var answer: [String: Any] = [
-            "platform": platform, "firm_id": caller.firmID.uuidString.lowercased(),
-            "can_manage_settings": caller.isFirmAdmin,
-        ]
-        if let integration {
-            if let stored = try integration.json("settings") as? [String: Any] {
-                settings = IntegrationSettings(stored: stored)
+    static func status(from row: Row, caller: Caller, now: Date = Date()) throws -> StatusAnswer {
+        var answer = StatusAnswer(
+            platform: platform, firmID: caller.firmID, canManageSettings: caller.isFirmAdmin, connected: false,
+            needsReconnect: false, tokenExpiresAt: nil, refreshTokenExpiresAt: nil, connectedAt: nil, smokeball: nil,
+            settings: .defaults, lastSync: nil)
+        if try row.bool("has_integration") {
+            if let stored = try row.json("settings") as? [String: Any] {
+                answer.settings = IntegrationSettings(stored: stored)
             }
-            let connected = try integration.bool("is_active") && integration.bool("has_token")
-            let refreshExpiry = try integration.optionalDate("refresh_token_expires_at")
-            answer["connected"] = connected
-            answer["needs_reconnect"] = connected && (refreshExpiry.map { $0 <= Date() } ?? false)
-            answer["token_expires_at"] =
-                connected ? JSONValues.timestamp(try integration.optionalDate("token_expires_at")) : NSNull()
-            answer["refresh_token_expires_at"] = connected ? JSONValues.timestamp(refreshExpiry) : NSNull()
-            answer["connected_at"] =
-                connected ? JSONValues.timestamp(try integration.optionalDate("connected_at")) : NSNull()
-            if connected {
-                var account = (try integration.json("account_info") as? [String: Any]) ?? [:]
-                account["account_id"] = JSONValues.orNull(try integration.optionalString("smokeball_account_id"))
-                account["region"] = JSONValues.orNull(try integration.optionalString("region"))
-                answer["smokeball"] = account
-            } else {
-                answer["smokeball"] = NSNull()
+            if try row.bool("is_active") && row.bool("has_token") {
+                let refreshExpiry = try row.optionalDate("refresh_token_expires_at")
+                let info = try row.json("account_info") as? [String: Any] ?? [:]
+                answer.connected = true
+                answer.needsReconnect = refreshExpiry.map { $0 <= now } ?? false
+                answer.tokenExpiresAt = try row.optionalDate("token_expires_at")
+                answer.refreshTokenExpiresAt = refreshExpiry
+                answer.connectedAt = try row.optionalDate("connected_at")
+                answer.smokeball = StatusAnswer.Account(
+                    accountID: try row.optionalString("smokeball_account_id"), region: try row.optionalString("region"),
+                    firmName: info["firm_name"] as? String, userName: info["user_name"] as? String,
+                    userEmail: info["user_email"] as? String)
             }
-        } else {
-            answer["connected"] = false
-            answer["needs_reconnect"] = false
-            answer["token_expires_at"] = NSNull()
-            answer["refresh_token_expires_at"] = NSNull()
-            answer["connected_at"] = NSNull()
-            answer["smokeball"] = NSNull()
         }
-        answer["settings"] = settings.jsonObject
-        if let lastSync {
-            answer["last_sync"] = [
-                "action": try lastSync.string("sync_action"),
-                "status": try lastSync.string("sync_status"),
-                "matter_id": JSONValues.orNull(try lastSync.optionalUUID("sync_matter_id")?.uuidString.lowercased()),
-                "upload_id": JSONValues.orNull(try lastSync.optionalUUID("sync_upload_id")?.uuidString.lowercased()),
-                "external_id": JSONValues.orNull(try lastSync.optionalString("sync_external_id")),
-                "error_message": JSONValues.orNull(try lastSync.optionalString("sync_error_message")),
-                "created_at": JSONValues.timestamp(try lastSync.date("sync_created_at")),
-            ]
-        } else {
-            answer["last_sync"] = NSNull()
+        if let action = try row.optionalString("sync_action") {
+            answer.lastSync = StatusAnswer.LastSync(
+                action: action, status: try row.string("sync_status"), matterID: try row.optionalUUID("sync_matter_id"),
+                uploadID: try row.optionalUUID("sync_upload_id"),
+                externalID: try row.optionalString("sync_external_id"),
+                errorMessage: try row.optionalString("sync_error_message"), createdAt: try row.date("sync_created_at"))
         }
         return answer
+    }
+}
+
+/// The status route's answer. Absent values are `null`, never missing keys.
+struct StatusAnswer: Encodable, Equatable {
+    struct Account: Encodable, Equatable {
+        var accountID: String?
+        var region: String?
+        /// From `account_info`, what the callback stored about the connected Smokeball firm and user.
+        var firmName: String?
+        var userName: String?
+        var userEmail: String?
+
+        enum CodingKeys: String, CodingKey {
+            case accountID = "account_id"
+            case region
+            case firmName = "firm_name"
+            case userName = "user_name"
+            case userEmail = "user_email"
+        }
+    }
+
+    struct LastSync: Encodable, Equatable {
+        var action: String
+        var status: String
+        var matterID: UUID?
+        var uploadID: UUID?
+        var externalID: String?
+        var errorMessage: String?
+        var createdAt: Date
+
+        enum CodingKeys: String, CodingKey {
+            case action, status
+            case matterID = "matter_id"
+            case uploadID = "upload_id"
+            case externalID = "external_id"
+            case errorMessage = "error_message"
+            case createdAt = "created_at"
+        }
+    }
+
+    var platform: String
+    var firmID: UUID
+    var canManageSettings: Bool
+    var connected: Bool
+    var needsReconnect: Bool
+    var tokenExpiresAt: Date?
+    var refreshTokenExpiresAt: Date?
+    var connectedAt: Date?
+    var smokeball: Account?
+    var settings: IntegrationSettings
+    var lastSync: LastSync?
+
+    enum CodingKeys: String, CodingKey {
+        case platform
+        case firmID = "firm_id"
+        case canManageSettings = "can_manage_settings"
+        case connected
+        case needsReconnect = "needs_reconnect"
+        case tokenExpiresAt = "token_expires_at"
+        case refreshTokenExpiresAt = "refresh_token_expires_at"
+        case connectedAt = "connected_at"
+        case smokeball, settings
+        case lastSync = "last_sync"
     }
 }

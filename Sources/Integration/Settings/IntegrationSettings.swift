@@ -2,7 +2,7 @@ import FastCGI
 import Foundation
 
 /// A firm's Smokeball sync settings, stored as `firm_integrations.settings` (jsonb).
-public struct IntegrationSettings: Sendable, Equatable {
+public struct IntegrationSettings: Sendable, Equatable, Encodable {
     public var autoSyncOnApproval: Bool
     public var autoSyncOnMatterCreated: Bool
     /// CaseHug case type key → Smokeball matter type name or id.
@@ -17,23 +17,21 @@ public struct IntegrationSettings: Sendable, Equatable {
         self.caseTypeMappings = caseTypeMappings
     }
 
-    static let autoSyncOnApprovalKey = "auto_sync_on_approval"
-    static let autoSyncOnMatterCreatedKey = "auto_sync_on_matter_created"
-    static let caseTypeMappingsKey = "case_type_mappings"
+    static let autoSyncOnApprovalKey = CodingKeys.autoSyncOnApproval.rawValue
+    static let autoSyncOnMatterCreatedKey = CodingKeys.autoSyncOnMatterCreated.rawValue
+    static let caseTypeMappingsKey = CodingKeys.caseTypeMappings.rawValue
     static let fields: Set<String> = [autoSyncOnApprovalKey, autoSyncOnMatterCreatedKey, caseTypeMappingsKey]
     static let maxMappingValueLength = 200
 
-    public var jsonObject: [String: Any] {
-        [
-            Self.autoSyncOnApprovalKey: autoSyncOnApproval,
-            Self.autoSyncOnMatterCreatedKey: autoSyncOnMatterCreated,
-            Self.caseTypeMappingsKey: caseTypeMappings,
-        ]
+    enum CodingKeys: String, CodingKey {
+        case autoSyncOnApproval = "auto_sync_on_approval"
+        case autoSyncOnMatterCreated = "auto_sync_on_matter_created"
+        case caseTypeMappings = "case_type_mappings"
     }
 
     public var jsonText: String {
         // Booleans and strings only: encoding cannot fail.
-        String(decoding: (try? JSONWriter.encode(jsonObject)) ?? Array("{}".utf8), as: UTF8.self)
+        String(decoding: (try? JSONStreamEncoder.encode(self)) ?? Array("{}".utf8), as: UTF8.self)
     }
 
     /// Reads stored settings leniently: a stored value of the wrong shape falls back to its
@@ -41,10 +39,10 @@ public struct IntegrationSettings: Sendable, Equatable {
     public init(stored object: [String: Any]) {
         let defaults = Self.defaults
         autoSyncOnApproval =
-            object[Self.autoSyncOnApprovalKey].flatMap { JSONValues.isBool($0) ? ($0 as? Bool) : nil }
+            object[Self.autoSyncOnApprovalKey].flatMap { JSONBoolean.value($0) }
             ?? defaults.autoSyncOnApproval
         autoSyncOnMatterCreated =
-            object[Self.autoSyncOnMatterCreatedKey].flatMap { JSONValues.isBool($0) ? ($0 as? Bool) : nil }
+            object[Self.autoSyncOnMatterCreatedKey].flatMap { JSONBoolean.value($0) }
             ?? defaults.autoSyncOnMatterCreated
         caseTypeMappings =
             (object[Self.caseTypeMappingsKey] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:]
@@ -91,7 +89,7 @@ public struct IntegrationSettings: Sendable, Equatable {
                     result.caseTypeMappings[caseType] = nil
                     continue
                 }
-                guard let name = JSONValues.string(mapped) else {
+                guard let name = mapped as? String else {
                     throw Self.invalid(field, "must be a non-empty Smokeball matter type name or id")
                 }
                 let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -111,7 +109,7 @@ public struct IntegrationSettings: Sendable, Equatable {
     }
 
     static func bool(_ value: Any, field: String) throws(HTTPError) -> Bool {
-        guard JSONValues.isBool(value), let flag = value as? Bool else { throw invalid(field, "must be true or false") }
+        guard let flag = JSONBoolean.value(value) else { throw invalid(field, "must be true or false") }
         return flag
     }
 
