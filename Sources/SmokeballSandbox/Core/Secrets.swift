@@ -1,5 +1,4 @@
 import Cryptography
-import FastCGI
 import Foundation
 
 /// Digests and random values for the sandbox's credentials. Only digests are stored, so the
@@ -45,21 +44,5 @@ enum Secrets {
         let secret = String(text[text.index(after: colon)...]).removingPercentEncoding ?? ""
         guard !id.isEmpty, !secret.isEmpty else { return nil }
         return (id, secret)
-    }
-}
-
-extension Request {
-    /// The body as `application/x-www-form-urlencoded` fields; nil for any other content type.
-    var formFields: [String: String]? {
-        guard let type = header("content-type")?.lowercased(),
-            type.hasPrefix("application/x-www-form-urlencoded")
-        else { return nil }
-        return Request.parseQuery(String(decoding: body, as: UTF8.self))
-    }
-
-    /// A query parameter by name, ignoring case (`Offset` and `offset` are the same to ASP.NET).
-    func queryValue(_ name: String) -> String? {
-        if let exact = query[name] { return exact }
-        return query.first { $0.key.caseInsensitiveCompare(name) == .orderedSame }?.value
     }
 }
