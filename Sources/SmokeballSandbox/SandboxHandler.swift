@@ -16,8 +16,10 @@ public struct SandboxHandler: Handler {
         self.clock = clock
     }
 
+    /// `.direct` options: the sandbox owns its schema (no RLS to protect) and keeps no time limits.
     public init(configuration: SandboxConfiguration) {
-        self.init(database: Database(url: configuration.databaseURL, applicationName: "smokeball-sandbox"))
+        self.init(
+            database: Database(url: configuration.databaseURL, applicationName: "smokeball-sandbox", options: .direct))
     }
 
     public func handle(_ request: Request, _ context: RequestContext) throws -> Response {
