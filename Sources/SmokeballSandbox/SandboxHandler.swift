@@ -33,6 +33,10 @@ public struct SandboxHandler: Handler {
                 .serviceUnavailable, "Service Unavailable", "The sandbox database is unavailable"
             )
             .response(requestID: request.header("requestid"))
+        } catch let error as DatabaseError where error.kind == .invalidParameter {
+            // A NUL in request text (PostgreSQL text cannot hold one): refused before any SQL ran.
+            return SandboxFailure.problem(.badRequest, "Bad Request", "The request contains a NUL character")
+                .response(requestID: request.header("requestid"))
         }
     }
 

@@ -28,6 +28,7 @@ import Testing
         #expect(lockTimeout.status == .serviceUnavailable)
         #expect(lockTimeout.headers.contains { $0.0 == "Retry-After" })
         #expect(DatabaseError(.query, sqlState: "23505").httpError.status.code == 500)
+        #expect(DatabaseError(.invalidParameter, name: "$1").httpError.status.code == 400)
     }
 
     @Test func timeoutsDefaultToTheRouteLimitsAndCanBeSet() throws {

@@ -3,7 +3,8 @@ import PostgreSQL
 
 extension DatabaseError: HTTPErrorConvertible {
     /// An unreachable database is a 503 the client may retry, and so is one too busy to answer
-    /// within the session's statement or lock timeout; anything else is our bug (500).
+    /// within the session's statement or lock timeout; text holding a NUL is the client's 400;
+    /// anything else is our bug (500).
     /// The SQLSTATE goes to the log, never to the caller.
     public var httpError: HTTPError {
         if isUnavailable {
@@ -15,6 +16,11 @@ extension DatabaseError: HTTPErrorConvertible {
             return HTTPError(
                 .serviceUnavailable, code: "database_busy", "The service is busy; try again shortly",
                 headers: [("Retry-After", "2")], logDetail: description)
+        }
+        if kind == .invalidParameter {
+            // A NUL in request text, refused before it reached SQL: the client's input, not our bug.
+            return HTTPError(
+                .badRequest, code: "invalid_character", "Text may not contain NUL characters", logDetail: description)
         }
         return HTTPError.internalError(logDetail: description)
     }
