@@ -51,7 +51,8 @@ struct EncodedParameters {
     private var formats: [Int32] = []
 
     /// Throws `.invalidParameter` naming the position (`$2`), never the value, for text that
-    /// holds a NUL: PostgreSQL text cannot, and libpq would silently cut it there.
+    /// holds a NUL (PostgreSQL text cannot, and libpq would silently cut it there) or bytes
+    /// beyond libpq's 2 GiB length.
     init(_ parameters: [any SQLValueConvertible]) throws(DatabaseError) {
         let values = parameters.map(\.sqlValue)
         var texts: [String?] = []
@@ -62,6 +63,10 @@ struct EncodedParameters {
                 guard !text.utf8.contains(0) else { throw DatabaseError(.invalidParameter, name: "$\(index + 1)") }
                 size += text.utf8.count + 1
             } else if case .bytes(let bytes) = value {
+                // libpq lengths are Int32 (and a bytea holds at most 1 GB anyway).
+                guard bytes.count <= Int(Int32.max) else {
+                    throw DatabaseError(.invalidParameter, name: "$\(index + 1)")
+                }
                 size += bytes.count
             }
             texts.append(text)

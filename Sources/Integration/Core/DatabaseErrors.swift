@@ -20,7 +20,8 @@ extension DatabaseError: HTTPErrorConvertible {
         if kind == .invalidParameter {
             // A NUL in request text, refused before it reached SQL: the client's input, not our bug.
             return HTTPError(
-                .badRequest, code: "invalid_character", "Text may not contain NUL characters", logDetail: description)
+                .badRequest, code: "invalid_value", "The request holds a value that cannot be stored (a NUL character)",
+                logDetail: description)
         }
         return HTTPError.internalError(logDetail: description)
     }
