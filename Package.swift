@@ -39,6 +39,8 @@ let package = Package(
         // Migrations, demo seed, token minting for scripts.
         .executableTarget(name: "casehug-admin", dependencies: ["Integration"]),
         .executableTarget(name: "smokeball-sandbox", dependencies: ["FastCGI", "SmokeballSandbox"]),
+        // bytea throughput of the PostgreSQL layer (scripts/bench bytea).
+        .executableTarget(name: "pg-bench", dependencies: ["PostgreSQL"]),
 
         // What several test targets share: seeded generators for fuzzing.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -3,21 +3,27 @@ import Foundation
 
 /// One libpq connection. Owns its `PGconn` and frees it exactly once. Not thread-safe: a
 /// worker process uses its connection from one thread (see `Database` for the shared owner).
+/// Belongs to the process that opened it: after `fork` the child must not use it (see `deinit`).
 public final class Connection {
     let handle: OpaquePointer
+    /// The process that opened the connection; any other one shares the socket by inheritance.
+    let ownerProcess: pid_t
     private var transactionDepth = 0
     /// Server-side prepared statements of this session by SQL text (see `preparedName`).
     var preparedStatements: [String: String] = [:]
-    /// Set when a pipeline could not be wound down (its connection died mid-way): the session
-    /// is in an unknown state and must not be reused.
+    /// Set when a pipeline could not be wound down (its connection died mid-way), or when the
+    /// server dropped a cached plan: the session is in an unknown state and must not be reused.
     var isPoisoned = false
 
     /// Connects from a libpq URI or keyword string (`postgresql://user:pw@host:port/db`).
-    public init(url: String, applicationName: String = "casehug-smokeball") throws(DatabaseError) {
-        let keys = ["dbname", "application_name", "connect_timeout", "client_encoding"]
-        let values = [url, applicationName, "5", "UTF8"]
-        let connection = withCStringArray(keys) { keyPointers in
-            withCStringArray(values) { valuePointers in
+    /// `options` are sent with the startup packet; with `.direct` (the default) there are no
+    /// time limits and no role check.
+    public init(url: String, applicationName: String = "casehug-smokeball", options: ConnectionOptions = .direct)
+        throws(DatabaseError)
+    {
+        let parameters = options.connectionParameters(url: url, applicationName: applicationName)
+        let connection = withCStringArray(parameters.map(\.0)) { keyPointers in
+            withCStringArray(parameters.map(\.1)) { valuePointers in
                 PQconnectdbParams(keyPointers, valuePointers, 1)
             }
         }
@@ -28,27 +34,80 @@ public final class Connection {
             throw DatabaseError(.connectionFailed, serverMessage: message.map(Self.firstLine))
         }
         self.handle = connection
-        // Timestamps are read back in one fixed form regardless of server defaults.
-        try execute("SET TimeZone = 'UTC'")
-        try execute("SET DateStyle = 'ISO, YMD'")
-        try execute("SET IntervalStyle = 'iso_8601'")
+        self.ownerProcess = getpid()
+        Self.openConnections.withLock { $0 += 1 }
+        // Fully initialised from here: a throw runs `deinit`, which closes the connection.
+        if options.refusesPrivilegedRoles,
+            try execute(ConnectionOptions.privilegedRoleQuery).single().bool("privileged")
+        {
+            throw DatabaseError(.privilegedRole)
+        }
     }
 
     deinit {
+        if getpid() != ownerProcess {
+            // Inherited through fork: the socket is the parent's session too, and PQfinish
+            // would send Terminate on it and end that session. /dev/null is put over the
+            // descriptor first (dup2 swaps it in one step, so the number is never free for
+            // something else), so libpq's memory is freed and its Terminate goes nowhere.
+            // Should /dev/null not open, the handle is leaked instead: a little memory and one
+            // descriptor in this process beat ending the parent's session.
+            let socket = PQsocket(handle)
+            if socket >= 0 {
+                let null = open("/dev/null", O_WRONLY)
+                guard null >= 0 else {
+                    Self.openConnections.withLock { $0 -= 1 }
+                    return
+                }
+                dup2(null, socket)
+                close(null)
+            }
+        }
         PQfinish(handle)
+        Self.openConnections.withLock { $0 -= 1 }
     }
 
+    /// Connections open in this process (inherited ones included until abandoned). A process
+    /// that forks workers checks it is zero first, so no session is shared across processes.
+    public static var openCount: Int { openConnections.withLock { $0 } }
+    private static let openConnections = LockedCounter()
+
+    /// Throws `.wrongProcess` when called from a process other than the one that connected.
+    func checkProcess() throws(DatabaseError) {
+        guard getpid() == ownerProcess else { throw DatabaseError(.wrongProcess) }
+    }
+
+    /// The socket still talks to the server on this process's behalf.
+    var isSocketUsable: Bool { getpid() == ownerProcess && PQstatus(handle) == CONNECTION_OK }
+
+    /// The value libpq used for a connection keyword (`keepalives`, `options`...), for tests.
+    func connectionSetting(_ keyword: String) -> String? {
+        guard let options = PQconninfo(handle) else { return nil }
+        defer { PQconninfoFree(options) }
+        var entry = options
+        while let name = entry.pointee.keyword {
+            if String(cString: name) == keyword { return entry.pointee.val.map { String(cString: $0) } }
+            entry += 1
+        }
+        return nil
+    }
+
+    /// Connected and outside any transaction: safe to hand to a new caller, since nothing a
+    /// previous caller set with `set_config(..., true)` can still be in effect.
+    var isIdle: Bool { isConnected && PQtransactionStatus(handle) == PQTRANS_IDLE }
+
     /// False once the server side went away; the owner should drop this connection.
-    public var isConnected: Bool { !isPoisoned && PQstatus(handle) == CONNECTION_OK }
+    public var isConnected: Bool { !isPoisoned && isSocketUsable }
 
     /// Runs one statement with `$1..$n` parameters and returns its rows.
     @discardableResult
     public func execute(_ sql: String, _ parameters: [any SQLValueConvertible] = []) throws(DatabaseError)
         -> QueryResult
     {
-        let texts = parameters.map { $0.sqlValue.wireText }
-        let result = withOptionalCStringArray(texts) { pointers in
-            PQexecParams(handle, sql, Int32(texts.count), nil, pointers, nil, nil, 0)
+        try checkProcess()
+        let encoded = try EncodedParameters(parameters)
+        let result = encoded.withPointers { count, values, lengths, formats in
+            PQexecParams(handle, sql, count, nil, values, lengths, formats, 0)
         }
         guard let result else {
             throw DatabaseError(isConnected ? .query : .connectionLost)
@@ -67,6 +126,7 @@ public final class Connection {
     /// Runs a trusted script of several statements (a migration file) with the simple-query
     /// protocol. Takes no values: anything that varies must go through `execute(_:_:)`.
     public func executeScript(_ sql: String) throws(DatabaseError) {
+        try checkProcess()
         guard let result = PQexec(handle, sql) else {
             throw DatabaseError(isConnected ? .query : .connectionLost)
         }
@@ -82,6 +142,7 @@ public final class Connection {
     @discardableResult
     public func transaction<T>(readOnly: Bool = false, _ body: (Connection) throws -> T) throws -> T {
         precondition(transactionDepth == 0, "nested transactions are not supported")
+        try checkProcess()
         try execute(readOnly ? "BEGIN READ ONLY" : "BEGIN")
         transactionDepth = 1
         defer { transactionDepth = 0 }
@@ -114,12 +175,14 @@ func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePoint
     }
 }
 
-/// Like `withCStringArray` but `nil` entries stay NULL (SQL NULL parameters).
-func withOptionalCStringArray<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
-    guard !strings.isEmpty else { return body(nil) }
-    let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0) } ?? nil }
-    defer { pointers.forEach { free($0) } }
-    return pointers.withUnsafeBufferPointer { buffer in
-        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { body($0) }
+/// An integer behind a lock (Swift 6's `Mutex` needs macOS 15; the package supports 14).
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func withLock<R>(_ body: (inout Int) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
     }
 }

@@ -13,6 +13,12 @@ public struct DatabaseError: Error, Sendable, Equatable, CustomStringConvertible
         case unknownColumn = "unknown_column"
         case noRows = "no_rows"
         case invalidParameter = "invalid_parameter"
+        /// `single()` found more than one row.
+        case tooManyRows = "too_many_rows"
+        /// The connection was opened by another process (inherited through fork); unusable here.
+        case wrongProcess = "wrong_process"
+        /// The session's role is, or can become, a superuser or BYPASSRLS role.
+        case privilegedRole = "privileged_role"
     }
 
     public let kind: Kind
@@ -34,6 +40,9 @@ public struct DatabaseError: Error, Sendable, Equatable, CustomStringConvertible
         var text = "database error: \(kind.rawValue)"
         if let sqlState { text += " sqlstate=\(sqlState)" }
         if let name { text += " name=\(name)" }
+        if kind == .privilegedRole {
+            text += ": refusing to run as a superuser or BYPASSRLS role: row-level security would not apply"
+        }
         return text
     }
 
@@ -48,6 +57,14 @@ public struct DatabaseError: Error, Sendable, Equatable, CustomStringConvertible
         default: return false
         }
     }
+
+    /// A statement ran past `statement_timeout` (57014, also an explicit cancel) or waited past
+    /// `lock_timeout` (55P03): the database is busy; worth a 503 and a retry later.
+    public var isTimeout: Bool { kind == .query && (sqlState == "57014" || sqlState == "55P03") }
+
+    /// The server dropped or can no longer run a prepared statement: 0A000 `cached plan must
+    /// not change result type` after a migration, 26000 `prepared statement does not exist`.
+    public var invalidatesPreparedStatements: Bool { kind == .query && (sqlState == "0A000" || sqlState == "26000") }
 
     public var isUniqueViolation: Bool { sqlState == "23505" }
     public var isSerializationFailure: Bool { sqlState == "40001" || sqlState == "40P01" }

@@ -22,20 +22,27 @@ extension Connection {
     /// Each distinct SQL text is prepared once per session (its first use costs one extra
     /// round trip), so the server parses and plans it once instead of on every request;
     /// planning was half of PostgreSQL's time per status request.
+    ///
+    /// When the server no longer accepts a prepared statement (a migration changed the result
+    /// type of a cached plan, SQLSTATE 0A000, or the statement is gone, 26000), the session is
+    /// marked unusable so its owner replaces it together with its cache (see `Database`).
     public func pipeline(_ statements: [Statement]) throws(DatabaseError) -> [QueryResult] {
+        try checkProcess()
+        // Encoded first: a parameter that cannot be sent stops the batch before anything is.
+        var encoded: [EncodedParameters] = []
+        for statement in statements { encoded.append(try EncodedParameters(statement.parameters)) }
         var names: [String?] = []
         for statement in statements { names.append(try preparedName(for: statement)) }
         guard PQenterPipelineMode(handle) == 1 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
         // Leaving pipeline mode fails only while answers are still pending, i.e. when the
         // connection broke part-way; such a session is dropped rather than reused.
         defer { if PQexitPipelineMode(handle) != 1 { isPoisoned = true } }
-        for (statement, name) in zip(statements, names) {
-            let texts = statement.parameters.map { $0.sqlValue.wireText }
-            let sent = withOptionalCStringArray(texts) { pointers in
-                if let name {
-                    PQsendQueryPrepared(handle, name, Int32(texts.count), pointers, nil, nil, 0)
+        for (index, statement) in statements.enumerated() {
+            let sent = encoded[index].withPointers { count, values, lengths, formats in
+                if let name = names[index] {
+                    PQsendQueryPrepared(handle, name, count, values, lengths, formats, 0)
                 } else {
-                    PQsendQueryParams(handle, statement.sql, Int32(texts.count), nil, pointers, nil, nil, 0)
+                    PQsendQueryParams(handle, statement.sql, count, nil, values, lengths, formats, 0)
                 }
             }
             guard sent == 1 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
@@ -65,7 +72,13 @@ extension Connection {
         guard let sync = PQgetResult(handle) else { throw failure ?? DatabaseError(.connectionLost) }
         let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
         PQclear(sync)
-        if let failure { throw failure }
+        if let failure {
+            if failure.invalidatesPreparedStatements {
+                preparedStatements = [:]
+                isPoisoned = true
+            }
+            throw failure
+        }
         guard synced else { throw DatabaseError(.query) }
         return results
     }
@@ -98,7 +111,10 @@ extension Connection {
             return Array(results.dropFirst().dropLast())
         } catch {
             // A failed statement leaves the explicit transaction open and aborted.
-            if isConnected, PQtransactionStatus(handle) != PQTRANS_IDLE { _ = try? execute("ROLLBACK") }
+            // Also on a poisoned session: a direct caller may still end the transaction cleanly.
+            if isSocketUsable, PQtransactionStatus(handle) != PQTRANS_IDLE {
+                if let result = PQexec(handle, "ROLLBACK") { PQclear(result) }
+            }
             throw error
         }
     }

@@ -22,9 +22,10 @@ public final class QueryResult {
 
     public var rows: [Row] { (0..<rowCount).map { Row(result: self, index: $0) } }
 
-    /// The only row; throws `.noRows` when there is none.
+    /// The only row; throws `.noRows` when there is none and `.tooManyRows` when there are more.
     public func single() throws(DatabaseError) -> Row {
         guard rowCount >= 1 else { throw DatabaseError(.noRows) }
+        guard rowCount == 1 else { throw DatabaseError(.tooManyRows) }
         return Row(result: self, index: 0)
     }
 
@@ -53,6 +54,46 @@ public final class QueryResult {
 
     func text(row: Int, column: Int32) -> String {
         String(cString: PQgetvalue(handle, Int32(row), column))
+    }
+
+    /// A bytea value decoded straight from libpq's buffer (no String in between), or nil when
+    /// it is not in hex form (`bytea_output = hex`, the default since 9.0: `\x0a1b...`).
+    func bytea(row: Int, column: Int32) -> [UInt8]? {
+        let length = Int(PQgetlength(handle, Int32(row), column))
+        guard let value = PQgetvalue(handle, Int32(row), column) else { return nil }
+        return UnsafeRawPointer(value).withMemoryRebound(to: UInt8.self, capacity: length) { text in
+            Self.decodeHex(UnsafeBufferPointer(start: text, count: length))
+        }
+    }
+
+    static func decodeHex(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard text.count >= 2, text[0] == UInt8(ascii: "\\"), text[1] == UInt8(ascii: "x"), text.count % 2 == 0
+        else { return nil }
+        let count = (text.count - 2) / 2
+        var valid = true
+        let bytes = hexDigitValues.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                for index in 0..<count {
+                    let high = table[Int(text[2 + 2 * index])]
+                    let low = table[Int(text[3 + 2 * index])]
+                    buffer[index] = high << 4 | low
+                    // 0xFF marks a non-digit; checked once at the end instead of per byte.
+                    if (high | low) & 0xF0 != 0 { valid = false }
+                }
+                initialized = count
+            }
+        }
+        return valid ? bytes : nil
+    }
+
+    /// Value of each ASCII hex digit; 0xFF for any other byte.
+    static let hexDigitValues: [UInt8] = (0...255).map { byte -> UInt8 in
+        switch UInt8(byte) {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt8(byte) - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt8(byte) - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt8(byte) - UInt8(ascii: "A") + 10
+        default: return 0xFF
+        }
     }
 }
 
@@ -160,12 +201,18 @@ public struct Row {
     }
 
     public func bytes(_ name: String) throws(DatabaseError) -> [UInt8] {
-        try parseBytea(name, required(name, accepting: [TypeOID.bytea]))
+        guard let bytes = try optionalBytes(name) else { throw DatabaseError(.unexpectedNull, name: name) }
+        return bytes
     }
 
     public func optionalBytes(_ name: String) throws(DatabaseError) -> [UInt8]? {
-        guard let text = try raw(name, accepting: [TypeOID.bytea]) else { return nil }
-        return try parseBytea(name, text)
+        let column = try result.column(name)
+        guard column.type == TypeOID.bytea else { throw DatabaseError(.typeMismatch, name: name) }
+        if result.isNull(row: index, column: column.index) { return nil }
+        guard let bytes = result.bytea(row: index, column: column.index) else {
+            throw DatabaseError(.typeMismatch, name: name)
+        }
+        return bytes
     }
 
     /// A json/jsonb column as its JSON text.
@@ -191,34 +238,6 @@ public struct Row {
     private func parseInt(_ name: String, _ text: String) throws(DatabaseError) -> Int64 {
         guard let value = Int64(text) else { throw DatabaseError(.typeMismatch, name: name) }
         return value
-    }
-
-    private func parseBytea(_ name: String, _ text: String) throws(DatabaseError) -> [UInt8] {
-        // bytea_output = hex (the default since 9.0): `\x0a1b...`.
-        let digits = Array(text.utf8)
-        guard digits.count >= 2, digits[0] == UInt8(ascii: "\\"), digits[1] == UInt8(ascii: "x"),
-            digits.count % 2 == 0
-        else { throw DatabaseError(.typeMismatch, name: name) }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity((digits.count - 2) / 2)
-        var position = 2
-        while position < digits.count {
-            guard let high = hexValue(digits[position]), let low = hexValue(digits[position + 1]) else {
-                throw DatabaseError(.typeMismatch, name: name)
-            }
-            bytes.append(high << 4 | low)
-            position += 2
-        }
-        return bytes
-    }
-
-    private func hexValue(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     /// `2026-11-22 18:23:09.123456+00` (the connection runs with TimeZone=UTC, DateStyle=ISO).

@@ -140,7 +140,7 @@ import Testing
 @Suite struct DatabaseTests {
     @Test func reconnectsAfterTheServerDropsTheSession() throws {
         try TestDatabase.with { database in
-            let shared = Database(url: database.url)
+            let shared = database.shared()
             let firstPID = try shared.transaction {
                 try $0.execute("SELECT pg_backend_pid() AS pid").single().int("pid")
             }
@@ -155,7 +155,7 @@ import Testing
 
     @Test func outageIsReportedAsUnavailableAndRecovers() throws {
         try TestDatabase.with { database in
-            let shared = Database(url: database.url)
+            let shared = database.shared()
             try shared.transaction { try $0.execute("CREATE TABLE notes (body text)") }
             try shared.transaction { try $0.execute("INSERT INTO notes VALUES ($1)", ["kept"]) }
             try database.takeOffline()

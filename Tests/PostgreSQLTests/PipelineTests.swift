@@ -39,7 +39,7 @@ import Testing
 
     @Test func withoutBeginThePipelineIsOneImplicitTransaction() throws {
         try TestDatabase.with { database in
-            let shared = Database(url: database.url)
+            let shared = database.shared()
             let results = try shared.pipelinedRead([
                 Statement("SELECT set_config('app.firm_id', $1, true) AS v", ["firm-b"]),
                 Statement("SELECT current_setting('app.firm_id', true) AS v, txid_current_if_assigned() AS x"),
@@ -57,7 +57,7 @@ import Testing
 
     @Test func aPipelinedReadReconnectsAfterTheSessionDiesAndReportsAnOutage() throws {
         try TestDatabase.with { database in
-            let shared = Database(url: database.url)
+            let shared = database.shared()
             let pid = Statement("SELECT pg_backend_pid() AS pid")
             let first = try shared.pipelinedRead([pid])[0].single().int("pid")
             try database.terminateSessions()
@@ -114,7 +114,7 @@ import Testing
 
     @Test func aReadOnlyPipelineReconnectsAfterTheSessionDies() throws {
         try TestDatabase.with { database in
-            let shared = Database(url: database.url)
+            let shared = database.shared()
             let pid = Statement("SELECT pg_backend_pid() AS pid")
             let first = try shared.pipelinedTransaction(readOnly: true, [pid])[0].single().int("pid")
             try database.terminateSessions()
@@ -125,7 +125,7 @@ import Testing
 
     @Test func anOutageIsUnavailableAndRecovers() throws {
         try TestDatabase.with { database in
-            let shared = Database(url: database.url)
+            let shared = database.shared()
             let one = Statement("SELECT 1 AS n")
             _ = try shared.pipelinedTransaction(readOnly: true, [one])
             try database.takeOffline()

@@ -54,6 +54,52 @@ struct TestDatabase {
         try admin.executeScript("ALTER DATABASE \(name) ALLOW_CONNECTIONS true")
     }
 
+    /// A `Database` for this test database with the route options but no role check (the test
+    /// cluster's URL is the superuser's).
+    func shared() -> Database {
+        Database(url: url, options: ConnectionOptions.routes.allowingPrivilegedRoles)
+    }
+
+    /// This database's URL as `role` (with its password).
+    func url(role: String, password: String) -> String {
+        guard var components = URLComponents(string: url) else { return url }
+        components.user = role
+        components.password = password
+        return components.string ?? url
+    }
+
+    /// Runs `body` with a new login role (cluster-wide, so uniquely named) created with
+    /// `attributes` and granted membership in the roles of `memberOf`; drops them afterwards.
+    /// Passes the role's URL for this database.
+    func withRole<T>(
+        _ attributes: String = "", memberOf groups: [String] = [], _ body: (String) throws -> T
+    ) throws -> T {
+        let role = "pgtest_role_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let password = UUID().uuidString
+        let admin = try Connection(url: Self.adminURL)
+        // Identifiers cannot be parameters: the names are generated here; the password is bound.
+        let create = try admin.execute(
+            "SELECT format('CREATE ROLE %I LOGIN PASSWORD %L \(attributes)', $1::text, $2::text) AS sql",
+            [role, password]
+        ).single().string("sql")
+        try admin.executeScript(create)
+        for group in groups { try admin.executeScript("GRANT \(group) TO \(role)") }
+        defer {
+            _ = try? terminateSessions()
+            _ = try? admin.executeScript("DROP ROLE IF EXISTS \(role)")
+        }
+        return try body(url(role: role, password: password))
+    }
+
+    /// Runs `body` with a new NOLOGIN role created with `attributes`; drops it afterwards.
+    func withGroupRole<T>(_ attributes: String, _ body: (String) throws -> T) throws -> T {
+        let role = "pgtest_group_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let admin = try Connection(url: Self.adminURL)
+        try admin.executeScript("CREATE ROLE \(role) NOLOGIN \(attributes)")
+        defer { _ = try? admin.executeScript("DROP ROLE IF EXISTS \(role)") }
+        return try body(role)
+    }
+
     /// Ends every session on this database (as a server restart would).
     func terminateSessions() throws {
         let admin = try Connection(url: Self.adminURL)

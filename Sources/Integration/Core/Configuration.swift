@@ -1,5 +1,6 @@
 import Cryptography
 import Foundation
+import PostgreSQL
 
 /// What a route process needs from its environment. Read once at start so a missing or
 /// malformed setting stops the process with a clear message instead of failing per request.
@@ -10,11 +11,18 @@ public struct Configuration: Sendable {
     public let jwtSecret: [UInt8]
     /// AES-256-GCM key for tokens at rest; only routes that touch tokens require it.
     public let tokenEncryptionKey: [UInt8]?
+    /// Session limits of the route's connections: `.routes`, with `DATABASE_STATEMENT_TIMEOUT_MS`,
+    /// `DATABASE_LOCK_TIMEOUT_MS` and `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` when set.
+    public let databaseOptions: ConnectionOptions
 
-    public init(databaseURL: String, jwtSecret: [UInt8], tokenEncryptionKey: [UInt8]? = nil) {
+    public init(
+        databaseURL: String, jwtSecret: [UInt8], tokenEncryptionKey: [UInt8]? = nil,
+        databaseOptions: ConnectionOptions = .routes
+    ) {
         self.databaseURL = databaseURL
         self.jwtSecret = jwtSecret
         self.tokenEncryptionKey = tokenEncryptionKey
+        self.databaseOptions = databaseOptions
     }
 
     public static func fromEnvironment(
@@ -40,7 +48,31 @@ public struct Configuration: Sendable {
         } else if requireEncryptionKey {
             throw ConfigurationError(variable: "TOKEN_ENCRYPTION_KEY", problem: "is not set")
         }
-        return Configuration(databaseURL: databaseURL, jwtSecret: Array(secret.utf8), tokenEncryptionKey: key)
+        var options = ConnectionOptions.routes
+        options.statementTimeoutMilliseconds =
+            try milliseconds("DATABASE_STATEMENT_TIMEOUT_MS", environment) ?? options.statementTimeoutMilliseconds
+        options.lockTimeoutMilliseconds =
+            try milliseconds("DATABASE_LOCK_TIMEOUT_MS", environment) ?? options.lockTimeoutMilliseconds
+        options.idleInTransactionTimeoutMilliseconds =
+            try milliseconds("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", environment)
+            ?? options.idleInTransactionTimeoutMilliseconds
+        return Configuration(
+            databaseURL: databaseURL, jwtSecret: Array(secret.utf8), tokenEncryptionKey: key, databaseOptions: options)
+    }
+
+    /// An optional whole number of milliseconds (0 turns PostgreSQL's limit off); nil when unset.
+    private static func milliseconds(_ variable: String, _ environment: [String: String]) throws(ConfigurationError)
+        -> Int?
+    {
+        guard let text = environment[variable], !text.isEmpty else { return nil }
+        // Digits only: Int("+5") and the like would pass, and PostgreSQL reads a bare number as ms.
+        guard text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let value = Int(text),
+            value <= Int(Int32.max)
+        else {
+            throw ConfigurationError(
+                variable: variable, problem: "must be a whole number of milliseconds from 0 to 2147483647")
+        }
+        return value
     }
 }
 

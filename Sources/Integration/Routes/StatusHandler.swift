@@ -18,7 +18,9 @@ public struct StatusHandler: Handler {
     public init(configuration: Configuration) {
         self.init(
             authenticator: Authenticator(secret: configuration.jwtSecret),
-            database: Database(url: configuration.databaseURL, applicationName: "casehug-status"))
+            database: Database(
+                url: configuration.databaseURL, applicationName: "casehug-status",
+                options: configuration.databaseOptions))
     }
 
     public func handle(_ request: Request, _ context: RequestContext) throws -> Response {

@@ -291,7 +291,8 @@ public enum WebhookDispatcher {
     /// Logs JSON lines on stderr (no payloads). Stop it with SIGTERM.
     public static func run(configuration: SandboxConfiguration) -> Never {
         let log = Logger(route: "smokeball-sandbox-deliver")
-        let database = Database(url: configuration.databaseURL, applicationName: "smokeball-sandbox-deliver")
+        let database = Database(
+            url: configuration.databaseURL, applicationName: "smokeball-sandbox-deliver", options: .direct)
         let client: HTTPClient
         do {
             client = try HTTPClient()

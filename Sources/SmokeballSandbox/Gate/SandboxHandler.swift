@@ -16,8 +16,10 @@ public struct SandboxHandler: Handler {
         self.clock = clock
     }
 
+    /// `.direct` options: the sandbox owns its schema (no RLS to protect) and keeps no time limits.
     public init(configuration: SandboxConfiguration) {
-        self.init(database: Database(url: configuration.databaseURL, applicationName: "smokeball-sandbox"))
+        self.init(
+            database: Database(url: configuration.databaseURL, applicationName: "smokeball-sandbox", options: .direct))
     }
 
     public func handle(_ request: Request, _ context: RequestContext) throws -> Response {
@@ -31,6 +33,10 @@ public struct SandboxHandler: Handler {
                 .serviceUnavailable, "Service Unavailable", "The sandbox database is unavailable"
             )
             .response(requestID: request.header("requestid"))
+        } catch let error as DatabaseError where error.kind == .invalidParameter {
+            // A NUL in request text (PostgreSQL text cannot hold one): refused before any SQL ran.
+            return SandboxFailure.problem(.badRequest, "Bad Request", "The request contains a NUL character")
+                .response(requestID: request.header("requestid"))
         }
     }
 

@@ -537,7 +537,7 @@ import Testing
         let now = fixture.now
         let results = ConcurrentResults()
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
-            let database = Database(url: url)
+            let database = Database(url: url, options: .direct)
             do {
                 let counts = try WebhookDispatcher.deliverPending(database: database, now: now, client: HTTPClient())
                 results.add(counts.delivered)

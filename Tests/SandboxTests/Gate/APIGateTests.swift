@@ -128,7 +128,7 @@ import Testing
         let tally = Tally()
         let started = Date()
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            let handler = SandboxHandler(database: Database(url: fixture.databaseURL))
+            let handler = SandboxHandler(database: Database(url: fixture.databaseURL, options: .direct))
             while Date().timeIntervalSince(started) < duration {
                 let request = Request(
                     method: "GET", path: "/mattertypes", query: ["Limit": "1"],

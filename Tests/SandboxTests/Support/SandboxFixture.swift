@@ -78,7 +78,7 @@ final class SandboxFixture: @unchecked Sendable {
             try Connection(url: Self.adminURL).executeScript("CREATE DATABASE \(databaseName) TEMPLATE \(template)")
         }
         databaseURL = Self.url(for: databaseName)
-        database = Database(url: databaseURL)
+        database = Database(url: databaseURL, options: .direct)
         let client = admin(
             "POST", "/_sandbox/clients",
             [
