@@ -23,6 +23,13 @@ public final class Database: @unchecked Sendable {
         self.options = options
     }
 
+    /// Opens one session with this database's options, so the role check runs, and closes it
+    /// again: a supervisor learns before forking that its workers could never serve, and keeps
+    /// no connection to hand down to them.
+    public func checkSession() throws(DatabaseError) {
+        _ = try Connection(url: url, applicationName: applicationName, options: options)
+    }
+
     /// Runs `body` with a live, idle connection. A connection found broken, busy or inherited
     /// from another process is replaced; if the connection breaks during `body` it is dropped
     /// so the next call reconnects.
