@@ -10,6 +10,10 @@ public struct Configuration: Sendable {
     public let jwtSecret: [UInt8]
     /// AES-256-GCM key for tokens at rest; only routes that touch tokens require it.
     public let tokenEncryptionKey: [UInt8]?
+    /// `CASEHUG_JWT_AUDIENCE`: the `aud` user tokens must carry (Supabase issues "authenticated").
+    public var jwtAudience = "authenticated"
+    /// `CASEHUG_JWT_ISSUER`: when set, the exact `iss` user tokens must carry.
+    public var jwtIssuer: String?
 
     public init(databaseURL: String, jwtSecret: [UInt8], tokenEncryptionKey: [UInt8]? = nil) {
         self.databaseURL = databaseURL
@@ -40,7 +44,13 @@ public struct Configuration: Sendable {
         } else if requireEncryptionKey {
             throw ConfigurationError(variable: "TOKEN_ENCRYPTION_KEY", problem: "is not set")
         }
-        return Configuration(databaseURL: databaseURL, jwtSecret: Array(secret.utf8), tokenEncryptionKey: key)
+        var configuration = Configuration(
+            databaseURL: databaseURL, jwtSecret: Array(secret.utf8), tokenEncryptionKey: key)
+        if let audience = environment["CASEHUG_JWT_AUDIENCE"], !audience.isEmpty {
+            configuration.jwtAudience = audience
+        }
+        if let issuer = environment["CASEHUG_JWT_ISSUER"], !issuer.isEmpty { configuration.jwtIssuer = issuer }
+        return configuration
     }
 }
 

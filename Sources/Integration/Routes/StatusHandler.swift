@@ -17,7 +17,7 @@ public struct StatusHandler: Handler {
 
     public init(configuration: Configuration) {
         self.init(
-            authenticator: Authenticator(secret: configuration.jwtSecret),
+            authenticator: Authenticator(configuration: configuration),
             database: Database(url: configuration.databaseURL, applicationName: "casehug-status"))
     }
 
