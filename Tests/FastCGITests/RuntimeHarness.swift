@@ -133,6 +133,7 @@ final class HelloProcess {
     let directory: URL
     let socketPath: String
     let stderrURL: URL
+    var stdoutURL: URL { directory.appendingPathComponent("stdout.log") }
     let process = Process()
 
     init(
@@ -147,7 +148,8 @@ final class HelloProcess {
         process.arguments = arguments ?? ["--socket", socketPath, "--workers", String(workers)] + extraArguments
         process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { _, path in path }
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
         process.standardError = try FileHandle(forWritingTo: stderrURL)
         try process.run()
     }
@@ -155,6 +157,8 @@ final class HelloProcess {
     var pid: pid_t { process.processIdentifier }
 
     var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+
+    var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
 
     /// Every stderr line parsed as a JSON object; a line that is not one is reported as `nil`.
     var logLines: [(line: String, object: [String: Any]?)] {

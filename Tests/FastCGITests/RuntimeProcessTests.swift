@@ -184,6 +184,23 @@ struct RuntimeProcessTests {
         await server.terminate()
     }
 
+    @Test func workersExitWithoutFlushingTheSupervisorsStdioBuffers() async throws {
+        // The marker sits unflushed in stdout's buffer when the workers are forked; only the
+        // supervisor's own exit may write it.
+        let server = try HelloProcess(workers: 3, environment: ["HELLO_UNFLUSHED_STDOUT": "<marker>"])
+        do {
+            try await server.waitUntilReady(workers: 3)
+            let exchange = try await FastCGIExchange.send(
+                socket: server.socketPath, params: Self.helloParams, in: server.directory)
+            #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+            #expect(kill(server.pid, SIGTERM) == 0)
+            let exited = await server.waitForExit(.seconds(12))
+            try #require(exited, "stderr: \(server.stderr)")
+            #expect(server.stdout == "<marker>")
+        }
+        await server.terminate()
+    }
+
     @Test func workersDieWithTheirSupervisor() async throws {
         let server = try HelloProcess(workers: 2)
         do {
