@@ -19,9 +19,11 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // What Swift cannot express: a signal handler's sig_atomic_t flag, ppoll, variadic prctl.
+        .target(name: "CFastCGISupport"),
 
         // Thin Swift owners of each C library's handles.
-        .target(name: "FastCGI", dependencies: ["CFastCGI"]),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "CFastCGISupport"]),
         .target(name: "PostgreSQL", dependencies: ["CLibPQ"]),
         .target(name: "HTTPClient", dependencies: ["CCurl"]),
         .target(name: "Cryptography", dependencies: ["CCrypto"]),

@@ -10,13 +10,19 @@ public enum JWT {
         public let issuedAt: Int64?
         /// Every string-valued top-level claim (e.g. `sub`, `role`, `email`, `iss`, string `aud`).
         public let raw: [String: String]
+        /// `aud`, which RFC 7519 allows as one string or an array of strings; empty when absent.
+        public let audience: [String]
 
-        public init(subject: String, expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?, raw: [String: String]) {
+        public init(
+            subject: String, expiresAt: Int64, notBefore: Int64?, issuedAt: Int64?, raw: [String: String],
+            audience: [String] = []
+        ) {
             self.subject = subject
             self.expiresAt = expiresAt
             self.notBefore = notBefore
             self.issuedAt = issuedAt
             self.raw = raw
+            self.audience = audience
         }
     }
 
@@ -80,11 +86,24 @@ public enum JWT {
         if now > saturatingAdd(expiresAt, leeway) { throw .expired }
         if let notBefore, saturatingAdd(now, leeway) < notBefore { throw .notYetValid }
 
+        let audience: [String]
+        switch payload["aud"] {
+        case nil: audience = []
+        case let single as String: audience = [single]
+        case let many as [Any]:
+            let strings = many.compactMap { $0 as? String }
+            guard strings.count == many.count else { throw .malformed }
+            audience = strings
+        default: throw .malformed
+        }
+
         var raw: [String: String] = [:]
         for (name, value) in payload {
             if let string = value as? String { raw[name] = string }
         }
-        return Claims(subject: subject, expiresAt: expiresAt, notBefore: notBefore, issuedAt: issuedAt, raw: raw)
+        return Claims(
+            subject: subject, expiresAt: expiresAt, notBefore: notBefore, issuedAt: issuedAt, raw: raw,
+            audience: audience)
     }
 
     /// Mints an HS256 token (admin CLI demo tokens, tests). Keys are sorted so output is stable.

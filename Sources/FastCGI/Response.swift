@@ -47,22 +47,41 @@ public struct Response: Sendable {
     }
 
     /// The CGI response bytes. Header values lose CR and LF so no handler can split a response.
+    /// Every answer carries `X-Content-Type-Options: nosniff`, and `Cache-Control: no-store`
+    /// unless the handler chose its own caching: answers are per-user and must not be kept by
+    /// a shared cache or a browser.
     public func serialized(requestID: String) -> [UInt8] {
         var head = "Status: \(status.code) \(Self.clean(status.reason))\r\n"
         var hasContentType = false
+        var hasCacheControl = false
         for (name, value) in headers {
             // A name that is not an HTTP token would make nginx refuse the whole answer (502).
-            guard Self.isToken(name) else { continue }
-            // The runtime owns framing and the request id; a handler cannot override either.
-            if name.caseInsensitiveCompare("Content-Length") == .orderedSame { continue }
-            if name.caseInsensitiveCompare("X-Request-Id") == .orderedSame { continue }
-            if name.caseInsensitiveCompare("Content-Type") == .orderedSame { hasContentType = true }
+            guard Self.isToken(name), !Self.isReserved(name) else { continue }
+            if Self.equal(name, "Content-Type") { hasContentType = true }
+            if Self.equal(name, "Cache-Control") { hasCacheControl = true }
             head += "\(name): \(Self.clean(value))\r\n"
         }
         if !hasContentType && !body.isEmpty { head += "Content-Type: application/octet-stream\r\n" }
+        if !hasCacheControl { head += "Cache-Control: no-store\r\n" }
+        head += "X-Content-Type-Options: nosniff\r\n"
         head += "Content-Length: \(body.count)\r\n"
         head += "X-Request-Id: \(Self.clean(requestID))\r\n\r\n"
         return [UInt8](head.utf8) + body
+    }
+
+    /// Headers a handler may not send. The runtime owns framing, the status, the request id and
+    /// `nosniff`; `Status` would be read by nginx as the CGI status; `X-Accel-*` are nginx's
+    /// instructions to itself (internal redirects to any location, rate and buffering changes).
+    static func isReserved(_ name: String) -> Bool {
+        for reserved in ["Status", "Content-Length", "X-Request-Id", "X-Content-Type-Options"]
+        where equal(name, reserved) {
+            return true
+        }
+        return name.utf8.count >= 8 && equal(String(name.prefix(8)), "X-Accel-")
+    }
+
+    static func equal(_ name: String, _ other: String) -> Bool {
+        name.caseInsensitiveCompare(other) == .orderedSame
     }
 
     /// RFC 9110's token: what a header name may be.

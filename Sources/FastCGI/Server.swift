@@ -1,4 +1,5 @@
 import CFastCGI
+import CFastCGISupport
 import Foundation
 
 #if canImport(Glibc)
@@ -71,9 +72,6 @@ public struct ServerOptionsError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Set from the signal handler; read by the accept loop and the supervisor.
-nonisolated(unsafe) private var stopRequested: sig_atomic_t = 0
-
 /// The one FastCGI run loop every route executable uses. A supervisor process opens the socket
 /// and pre-forks workers; each worker accepts and answers one request at a time. Processes,
 /// not threads: libpq and libcurl handles stay single-owner, and a crash takes down one worker,
@@ -99,109 +97,96 @@ public enum FastCGIServer {
             log.error("startup_failed", ["reason": "FCGX_Init failed"])
             exit(1)
         }
-        let listenFD: Int32
+        let listener: Listener
         do {
-            listenFD = try openListener(options)
+            listener = try Listener.open(options)
         } catch {
             log.error("startup_failed", ["reason": String(describing: error)])
             exit(1)
         }
         let supervisor = Supervisor(options: options, log: log) {
-            serve(listenFD: listenFD, handler: handler, log: log, maxBodyBytes: options.maxBodyBytes)
+            serve(listenFD: listener.fd, handler: handler, log: log, maxBodyBytes: options.maxBodyBytes)
         }
-        supervisor.run()
-        if let path = options.socketPath { unlink(path) }
+        let status = supervisor.run()
+        listener.removeSocketIfOurs()
         log.info("stopped")
-        exit(0)
+        exit(status)
     }
 
-    static func openListener(_ options: ServerOptions) throws(ServerOptionsError) -> Int32 {
-        guard let path = options.socketPath else { return 0 }
-        var info = stat()
-        if lstat(path, &info) == 0 {
-            guard (info.st_mode & S_IFMT) == S_IFSOCK else {
-                throw ServerOptionsError(message: "socket path exists and is not a socket")
-            }
-            unlink(path)
-        }
-        // The socket is created 0600 so nothing can connect before its group and mode are set.
-        let previousMask = umask(0o177)
-        let fd = FCGX_OpenSocket(path, Int32(options.backlog))
-        umask(previousMask)
-        guard fd >= 0 else { throw ServerOptionsError(message: "cannot listen on socket (errno \(errno))") }
-        // Root may hand the socket to any group; anyone else only to a group they belong to,
-        // and a failure is an error rather than a socket nginx silently cannot reach.
-        if let groupName = options.socketGroup {
-            guard let group = getgrnam(groupName) else {
-                throw ServerOptionsError(message: "unknown socket group \(groupName)")
-            }
-            guard chown(path, uid_t.max, group.pointee.gr_gid) == 0, chmod(path, 0o660) == 0 else {
-                throw ServerOptionsError(message: "cannot set socket group (errno \(errno))")
-            }
-        }
-        return fd
-    }
-
-    /// A worker: accept, answer, repeat, until SIGTERM. SIGTERM is blocked while a request is
-    /// being handled, so an in-flight request always finishes and gets its answer.
+    /// A worker: accept, answer, repeat, until SIGTERM. SIGTERM and SIGINT stay blocked for the
+    /// worker's whole life except inside `ppoll` (see `fastcgi_support_wait_readable`): the stop
+    /// flag is checked with them blocked and the wait unblocks them atomically, so there is no
+    /// moment where a signal can land after the check yet fail to wake the worker. The listen
+    /// socket is non-blocking, so when another worker wins the connection accept returns EAGAIN
+    /// instead of blocking here with the signals masked. An in-flight request always finishes.
     static func serve<H: Handler>(listenFD: Int32, handler: H, log: Logger, maxBodyBytes: Int) {
-        installStopHandler()
-        var termOnly = sigset_t()
-        sigemptyset(&termOnly)
-        sigaddset(&termOnly, SIGTERM)
-        sigaddset(&termOnly, SIGINT)
-        var request = FCGX_Request()
-        guard FCGX_InitRequest(&request, listenFD, FCGI_FAIL_ACCEPT_ON_INTR) == 0 else {
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGTERM)
+        sigaddset(&stopSignals, SIGINT)
+        sigprocmask(SIG_BLOCK, &stopSignals, nil)
+        guard fastcgi_support_install_stop_handler() == 0 else {
+            log.error("worker_failed", ["reason": "cannot install the stop handler", "errno": Int(errno)])
+            return
+        }
+        guard let request = FastCGIRequest(listenFD: listenFD) else {
             log.error("worker_failed", ["reason": "FCGX_InitRequest failed"])
             return
         }
-        while stopRequested == 0 {
-            sigprocmask(SIG_UNBLOCK, &termOnly, nil)
-            // A SIGTERM landing between this check and accept(2) is caught by the supervisor's
-            // kill timeout; every other SIGTERM interrupts accept (FCGI_FAIL_ACCEPT_ON_INTR).
-            let accepted = stopRequested == 0 ? FCGX_Accept_r(&request) : -1
-            sigprocmask(SIG_BLOCK, &termOnly, nil)
-            guard accepted >= 0 else {
-                if stopRequested != 0 || errno == EINTR { continue }
+        while true {
+            let ready = fastcgi_support_wait_readable(listenFD)
+            if ready == 0 { break }
+            guard ready > 0 else {
                 log.error("accept_failed", ["errno": Int(errno)])
                 break
             }
-            let started = monotonicNanoseconds()
-            let (params, body, bodyError) = readRequest(&request, maxBodyBytes: maxBodyBytes)
-            let parsed = Request(params: params, body: body)
-            let (response, failure): (Response, HTTPError?)
-            if let bodyError {
-                (response, failure) = (Response.error(bodyError, requestID: parsed.requestID), bodyError)
-            } else {
-                (response, failure) = respond(to: parsed, with: handler, log: log)
+            let accepted = FCGX_Accept_r(request.pointer)
+            guard accepted >= 0 else {
+                // EAGAIN: another worker took the connection; EINTR cannot happen (masked), but
+                // the next wait would see the flag anyway. Anything else is a broken socket.
+                if accepted == -EAGAIN || accepted == -EWOULDBLOCK || accepted == -EINTR { continue }
+                log.error("accept_failed", ["errno": Int(-accepted)])
+                break
             }
-            let bytes = response.serialized(requestID: parsed.requestID)
-            bytes.withUnsafeBufferPointer { buffer in
-                buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { pointer in
-                    _ = FCGX_PutStr(pointer, Int32(buffer.count), request.out)
-                }
-            }
-            FCGX_Finish_r(&request)
-            var fields: [String: any Sendable] = [
-                "method": parsed.method, "path": parsed.path, "status": response.status.code,
-                "duration_ms": Double((monotonicNanoseconds() - started) / 1000) / 1000,
-                "request_id": parsed.requestID,
-            ]
-            if let failure {
-                fields["error"] = failure.code
-                if let detail = failure.logDetail { fields["detail"] = detail }
-            }
-            log.info("request", fields)
+            answer(request, handler: handler, log: log, maxBodyBytes: maxBodyBytes)
         }
-        FCGX_Free(&request, 1)
+    }
+
+    private static func answer<H: Handler>(_ request: FastCGIRequest, handler: H, log: Logger, maxBodyBytes: Int) {
+        let started = monotonicNanoseconds()
+        let (params, body, bodyError) = readRequest(request.pointer, maxBodyBytes: maxBodyBytes)
+        let parsed = Request(params: params, body: body)
+        let (response, failure): (Response, HTTPError?)
+        if let bodyError {
+            (response, failure) = (Response.error(bodyError, requestID: parsed.requestID), bodyError)
+        } else {
+            (response, failure) = respond(to: parsed, with: handler, log: log)
+        }
+        let bytes = response.serialized(requestID: parsed.requestID)
+        bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { pointer in
+                _ = FCGX_PutStr(pointer, Int32(buffer.count), request.pointer.pointee.out)
+            }
+        }
+        FCGX_Finish_r(request.pointer)
+        var fields: [String: any Sendable] = [
+            "method": parsed.method, "path": parsed.path, "status": response.status.code,
+            "duration_ms": Double((monotonicNanoseconds() - started) / 1000) / 1000,
+            "request_id": parsed.requestID,
+        ]
+        if let failure {
+            fields["error"] = failure.code
+            if let detail = failure.logDetail { fields["detail"] = detail }
+        }
+        log.info("request", fields)
     }
 
     /// Copies every param and the body out of libfcgi's buffers before `FCGX_Finish_r` reuses them.
-    static func readRequest(_ request: inout FCGX_Request, maxBodyBytes: Int) -> (
+    static func readRequest(_ request: UnsafeMutablePointer<FCGX_Request>, maxBodyBytes: Int) -> (
         [String: String], [UInt8], HTTPError?
     ) {
         var params: [String: String] = [:]
-        if var cursor = request.envp {
+        if var cursor = request.pointee.envp {
             while let entry = cursor.pointee {
                 let pair = String(cString: entry)
                 if let equals = pair.firstIndex(of: "=") {
@@ -221,23 +206,13 @@ public enum FastCGIServer {
         var body = [UInt8](repeating: 0, count: declared)
         let read = body.withUnsafeMutableBufferPointer { buffer in
             buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: declared) { pointer in
-                FCGX_GetStr(pointer, Int32(declared), request.in)
+                FCGX_GetStr(pointer, Int32(declared), request.pointee.in)
             }
         }
         guard read == declared else {
             return (params, [], HTTPError(.badRequest, code: "incomplete_body", "Request body is incomplete"))
         }
         return (params, body, nil)
-    }
-
-    static func installStopHandler() {
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in stopRequested = 1 }
-        sigemptyset(&action.sa_mask)
-        // No SA_RESTART: the signal must interrupt accept(2).
-        action.sa_flags = 0
-        sigaction(SIGTERM, &action, nil)
-        sigaction(SIGINT, &action, nil)
     }
 }
 

@@ -1,3 +1,4 @@
+import CFastCGISupport
 import Foundation
 
 #if canImport(Glibc)
@@ -22,7 +23,9 @@ final class Supervisor {
         self.work = work
     }
 
-    func run() {
+    /// Serves until SIGTERM/SIGINT; returns the process's exit status (non-zero when forking a
+    /// worker was unsafe).
+    func run() -> Int32 {
         var watched = sigset_t()
         sigemptyset(&watched)
         for signal in [SIGTERM, SIGINT, SIGCHLD] { sigaddset(&watched, signal) }
@@ -30,8 +33,13 @@ final class Supervisor {
         // unblock what they handle, so no signal is lost between fork and handler setup.
         sigprocmask(SIG_BLOCK, &watched, nil)
         log.info("started", ["workers": options.workers, "socket": options.socketPath ?? "fd0"])
+        var status: Int32 = 0
         while true {
-            spawnMissing()
+            if let reason = spawnMissing() {
+                log.error("fork_unsafe", ["reason": reason])
+                status = 1
+                break
+            }
             var info = siginfo_t()
             var timeout = timespec(tv_sec: 1, tv_nsec: 0)
             let signal = sigtimedwait(&watched, &info, &timeout)
@@ -39,14 +47,26 @@ final class Supervisor {
             reap(stopping: false)
         }
         stopChildren(watched: &watched)
+        return status
     }
 
-    private func spawnMissing() {
+    /// Forks workers up to `options.workers`. Returns why forking is unsafe when a registered
+    /// `ForkSafety` check says so; nothing is forked then.
+    private func spawnMissing() -> String? {
         let now = monotonicNanoseconds()
-        guard now >= nextSpawnAt else { return }
+        guard now >= nextSpawnAt else { return nil }
         while children.count < options.workers {
+            if let reason = ForkSafety.unsafeReason() { return reason }
+            let supervisorPID = getpid()
             let pid = fork()
             if pid == 0 {
+                // A worker must not outlive its supervisor (nothing would replace or stop it,
+                // and it would keep serving a socket whose owner is gone). The death signal is
+                // tied to the forking thread, the supervisor's only one. If the supervisor died
+                // before prctl took effect, the parent is already someone else: leave now.
+                if fastcgi_support_set_parent_death_signal(SIGTERM) != 0 || getppid() != supervisorPID {
+                    _exit(0)
+                }
                 var none = sigset_t()
                 sigemptyset(&none)
                 signal(SIGCHLD, SIG_DFL)
@@ -58,15 +78,18 @@ final class Supervisor {
                 sigaddset(&stopSignals, SIGINT)
                 sigprocmask(SIG_BLOCK, &stopSignals, nil)
                 work()
-                exit(0)
+                // _exit, not exit: atexit handlers and stdio buffers belong to the supervisor
+                // and must not run (or flush) a second time in each worker.
+                _exit(0)
             }
             guard pid > 0 else {
                 log.error("fork_failed", ["errno": Int(errno)])
                 nextSpawnAt = now + 1_000_000_000
-                return
+                return nil
             }
             children[pid] = now
         }
+        return nil
     }
 
     private func reap(stopping: Bool) {

@@ -1,4 +1,3 @@
-import FastCGI
 import Integration
 
-FastCGIServer.run { StatusHandler(configuration: try .fromEnvironment()) }
+Route.serve(StatusHandler.init(configuration:))

@@ -80,12 +80,4 @@ struct LeakyError: Error, CustomStringConvertible {
         #expect(!(mapped.logDetail ?? "").contains("hunter2"))
         #expect(mapped.logDetail?.contains("LeakyError") == true)
     }
-
-    @Test func helloHandlerAnswersConstant() throws {
-        let (response, failure) = respond(to: request, with: HelloHandler(), log: log)
-        #expect(failure == nil)
-        #expect(response.status == .ok)
-        #expect(String(decoding: response.body, as: UTF8.self) == #"{"hello":"world"}"#)
-        #expect(HelloHandler().route == "hello")
-    }
 }

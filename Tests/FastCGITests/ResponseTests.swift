@@ -70,8 +70,8 @@ struct SerializedResponse {
         #expect(parsed.values("X-Name").isEmpty)
         #expect(!parsed.headerLines.contains { $0.hasPrefix("X-Na") })
         #expect(parsed.values("Location") == ["/nextStatus: 500"])
-        // Two handler headers plus Content-Length and X-Request-Id, nothing else.
-        #expect(parsed.headerLines.count == 4)
+        // Two handler headers plus the runtime's four (caching, nosniff, length, request id).
+        #expect(parsed.headerLines.count == 6)
         #expect(!parsed.headerLines.contains { $0.contains("\0") || $0.contains("\r") || $0.contains("\n") })
     }
 
@@ -85,7 +85,7 @@ struct SerializedResponse {
         let parsed = try SerializedResponse(
             Response(headers: [(name, "v"), ("X-Kept", "k")], body: []).serialized(requestID: "r"))
         #expect(parsed.values("X-Kept") == ["k"])
-        #expect(parsed.headerLines.count == 3)
+        #expect(parsed.headerLines.count == 5)
     }
 
     @Test func runtimeOwnsTheRequestIDAndCleansTheStatusLine() throws {
@@ -153,5 +153,46 @@ struct SerializedResponse {
         let parsed = try SerializedResponse(seeOther.serialized(requestID: "r"))
         #expect(parsed.statusLine == "Status: 303 See Other")
         #expect(parsed.values("Location") == ["/done"])
+    }
+
+    @Test(arguments: [
+        "Status", "status", "X-Accel-Redirect", "x-accel-expires", "X-Accel-Limit-Rate", "X-Accel-Buffering",
+        "X-Accel-Charset", "X-ACCEL-Anything", "Content-Length", "X-Content-Type-Options",
+    ])
+    func reservedHeadersFromAHandlerAreDropped(name: String) throws {
+        let response = Response(headers: [(name, "/internal/secret"), ("X-Kept", "k")], body: Array("ok".utf8))
+        let parsed = try SerializedResponse(response.serialized(requestID: "r"))
+        #expect(parsed.values("X-Kept") == ["k"])
+        #expect(!parsed.headerLines.contains { $0.contains("/internal/secret") })
+        #expect(parsed.statusLine == "Status: 200 OK")
+        #expect(parsed.values("Content-Length") == ["2"])
+        #expect(parsed.values("X-Content-Type-Options") == ["nosniff"])
+    }
+
+    @Test func namesThatMerelyStartLikeReservedOnesAreKept() throws {
+        let response = Response(headers: [("X-Accelerator", "a"), ("Status-Page", "b"), ("X-Acce", "c")])
+        let parsed = try SerializedResponse(response.serialized(requestID: "r"))
+        #expect(parsed.values("X-Accelerator") == ["a"])
+        #expect(parsed.values("Status-Page") == ["b"])
+        #expect(parsed.values("X-Acce") == ["c"])
+    }
+
+    @Test func everyAnswerIsNosniffAndNoStoreByDefault() throws {
+        for response in [
+            Response.json(["a": 1]), Response(status: .noContent),
+            Response.error(HTTPError(.unauthorized, code: "missing_token", "No"), requestID: "r"),
+        ] {
+            let parsed = try SerializedResponse(response.serialized(requestID: "r"))
+            #expect(parsed.values("Cache-Control") == ["no-store"])
+            #expect(parsed.values("X-Content-Type-Options") == ["nosniff"])
+        }
+    }
+
+    @Test func aHandlersOwnCacheControlIsKeptAndNotDoubled() throws {
+        let response = Response(headers: [("cache-control", "public, max-age=60")], body: [])
+        let parsed = try SerializedResponse(response.serialized(requestID: "r"))
+        #expect(parsed.values("Cache-Control") == ["public, max-age=60"])
+        let redirect = try SerializedResponse(Response.redirect(to: "/next").serialized(requestID: "r"))
+        #expect(redirect.values("Cache-Control") == ["no-store"])
     }
 }

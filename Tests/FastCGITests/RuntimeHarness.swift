@@ -91,23 +91,65 @@ func childPIDs(of pid: pid_t) -> Set<pid_t> {
     return result
 }
 
+/// Whether `pid` no longer runs: gone from /proc, or a zombie nobody has reaped yet (an orphan's
+/// new parent may be a container's init that never reaps).
+func hasExited(_ pid: pid_t) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+    else { return true }
+    let state = stat[stat.index(after: close)...].split(separator: " ").first
+    return state == "Z" || state == "X"
+}
+
+/// A Unix socket bound at `path` by this test process (another "instance"), listening or not.
+final class TestSocket {
+    let fd: Int32
+
+    init(path: String, listening: Bool) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError(description: "socket failed (errno \(errno))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path.utf8)
+            raw[path.utf8.count] = 0
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard bound == 0, !listening || listen(fd, 4) == 0 else {
+            close(fd)
+            throw HarnessError(description: "bind/listen \(path) failed (errno \(errno))")
+        }
+    }
+
+    deinit { close(fd) }
+}
+
 /// A `hello` master process with its stderr captured to a file.
 final class HelloProcess {
     let directory: URL
     let socketPath: String
     let stderrURL: URL
+    var stdoutURL: URL { directory.appendingPathComponent("stdout.log") }
     let process = Process()
 
-    init(arguments: [String]? = nil, workers: Int = 2, extraArguments: [String] = []) throws {
+    init(
+        arguments: [String]? = nil, workers: Int = 2, extraArguments: [String] = [],
+        environment: [String: String] = [:]
+    ) throws {
         directory = try makeTemporaryDirectory()
         socketPath = directory.appendingPathComponent("hello.sock").path
         stderrURL = directory.appendingPathComponent("stderr.log")
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
         process.executableURL = try RuntimeTools.hello()
         process.arguments = arguments ?? ["--socket", socketPath, "--workers", String(workers)] + extraArguments
-        process.environment = ["PATH": "/usr/bin:/bin"]
+        process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { _, path in path }
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
         process.standardError = try FileHandle(forWritingTo: stderrURL)
         try process.run()
     }
@@ -115,6 +157,8 @@ final class HelloProcess {
     var pid: pid_t { process.processIdentifier }
 
     var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+
+    var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
 
     /// Every stderr line parsed as a JSON object; a line that is not one is reported as `nil`.
     var logLines: [(line: String, object: [String: Any]?)] {

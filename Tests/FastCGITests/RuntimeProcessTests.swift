@@ -166,6 +166,131 @@ struct RuntimeProcessTests {
         await server.terminate()
     }
 
+    @Test func idleWorkersStopOnSIGTERMWithoutBeingKilled() async throws {
+        let server = try HelloProcess(workers: 4)
+        do {
+            try await server.waitUntilReady(workers: 4)
+            let workers = childPIDs(of: server.pid)
+            #expect(kill(server.pid, SIGTERM) == 0)
+            let started = ContinuousClock.now
+            let exited = await server.waitForExit(.seconds(15))
+            try #require(exited, "master still running after SIGTERM; stderr: \(server.stderr)")
+            print("idle workers stopped in \(ContinuousClock.now - started)")
+            // A worker that missed the signal would be killed after the supervisor's grace period.
+            #expect(server.events("worker_killed").isEmpty, "stderr: \(server.stderr)")
+            #expect(server.process.terminationStatus == 0)
+            #expect(workers.allSatisfy(hasExited))
+        }
+        await server.terminate()
+    }
+
+    @Test func workersExitWithoutFlushingTheSupervisorsStdioBuffers() async throws {
+        // The marker sits unflushed in stdout's buffer when the workers are forked; only the
+        // supervisor's own exit may write it.
+        let server = try HelloProcess(workers: 3, environment: ["HELLO_UNFLUSHED_STDOUT": "<marker>"])
+        do {
+            try await server.waitUntilReady(workers: 3)
+            let exchange = try await FastCGIExchange.send(
+                socket: server.socketPath, params: Self.helloParams, in: server.directory)
+            #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+            #expect(kill(server.pid, SIGTERM) == 0)
+            let exited = await server.waitForExit(.seconds(12))
+            try #require(exited, "stderr: \(server.stderr)")
+            #expect(server.stdout == "<marker>")
+        }
+        await server.terminate()
+    }
+
+    @Test func workersDieWithTheirSupervisor() async throws {
+        let server = try HelloProcess(workers: 2)
+        do {
+            try await server.waitUntilReady()
+            let workers = childPIDs(of: server.pid)
+            try #require(workers.count == 2)
+            #expect(kill(server.pid, SIGKILL) == 0)
+            _ = await server.waitForExit(.seconds(5))
+            let gone = await waitFor(.seconds(10)) { workers.allSatisfy(hasExited) }
+            #expect(gone, "orphaned workers still running: \(workers.filter { !hasExited($0) })")
+            for worker in workers where !hasExited(worker) { kill(worker, SIGKILL) }
+        }
+        await server.terminate()
+    }
+
+    @Test func aSecondInstanceRefusesASocketAnotherServes() async throws {
+        let first = try HelloProcess(workers: 1)
+        do {
+            try await first.waitUntilReady(workers: 1)
+            let before = try Self.socketStat(first.socketPath)
+            let second = try HelloProcess(arguments: ["--socket", first.socketPath, "--workers", "1"])
+            let exited = await second.waitForExit(.seconds(10))
+            if !exited { await second.terminate() }
+            try #require(exited, "second instance took over the socket; stderr: \(second.stderr)")
+            #expect(second.process.terminationStatus != 0)
+            let failure = second.events("startup_failed").first
+            #expect((failure?["reason"] as? String)?.contains("socket in use by another instance") == true)
+            // The first instance still owns its socket file and answers on it.
+            let after = try Self.socketStat(first.socketPath)
+            #expect(after.st_ino == before.st_ino)
+            let exchange = try await FastCGIExchange.send(
+                socket: first.socketPath, params: Self.helloParams, in: first.directory)
+            #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+            await second.terminate()
+        }
+        await first.terminate()
+    }
+
+    @Test func aStaleSocketFileIsReplaced() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("stale.sock").path
+        // Bound but never listening, then closed: what a crashed instance leaves behind.
+        _ = try TestSocket(path: path, listening: false)
+        let server = try HelloProcess(arguments: ["--socket", path, "--workers", "1"])
+        do {
+            let ready = await waitFor(.seconds(5)) { childPIDs(of: server.pid).count == 1 }
+            try #require(ready, "stderr: \(server.stderr)")
+            let exchange = try await FastCGIExchange.send(socket: path, params: Self.helloParams, in: directory)
+            #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
+        }
+        await server.terminate()
+    }
+
+    @Test func onExitTheSocketOfAnotherInstanceIsLeftInPlace() async throws {
+        let server = try HelloProcess(workers: 1)
+        do {
+            try await server.waitUntilReady(workers: 1)
+            // Another instance now serves at the same path (e.g. a restart that raced this one).
+            #expect(unlink(server.socketPath) == 0)
+            let successor = try TestSocket(path: server.socketPath, listening: true)
+            let successorInode = try Self.socketStat(server.socketPath).st_ino
+            #expect(kill(server.pid, SIGTERM) == 0)
+            let exited = await server.waitForExit(.seconds(12))
+            try #require(exited)
+            #expect(server.process.terminationStatus == 0)
+            let remaining = try? Self.socketStat(server.socketPath)
+            #expect(remaining?.st_ino == successorInode, "the successor's socket was unlinked")
+            withExtendedLifetime(successor) {}
+        }
+        await server.terminate()
+    }
+
+    @Test func anUnsafeForkStopsTheSupervisorWithItsReason() async throws {
+        let server = try HelloProcess(
+            workers: 2, environment: ["HELLO_FORK_UNSAFE_REASON": "1 database connection open before fork"])
+        do {
+            let exited = await server.waitForExit(.seconds(10))
+            try #require(exited, "supervisor forked anyway; stderr: \(server.stderr)")
+            #expect(server.process.terminationReason == .exit)
+            #expect(server.process.terminationStatus != 0)
+            let unsafe = try #require(server.events("fork_unsafe").first, "stderr: \(server.stderr)")
+            #expect(unsafe["level"] as? String == "error")
+            #expect(unsafe["reason"] as? String == "1 database connection open before fork")
+            #expect(server.events("worker_exited").isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: server.socketPath))
+        }
+        await server.terminate()
+    }
+
     @Test(arguments: [["--workers", "0"], ["--workers", "abc"], ["--frobnicate"]])
     func badArgumentsFailStartup(arguments: [String]) async throws {
         let server = try HelloProcess(arguments: arguments)

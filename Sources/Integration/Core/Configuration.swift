@@ -14,6 +14,10 @@ public struct Configuration: Sendable {
     /// Session limits of the route's connections: `.routes`, with `DATABASE_STATEMENT_TIMEOUT_MS`,
     /// `DATABASE_LOCK_TIMEOUT_MS` and `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` when set.
     public let databaseOptions: ConnectionOptions
+    /// `CASEHUG_JWT_AUDIENCE`: the `aud` user tokens must carry (Supabase issues "authenticated").
+    public var jwtAudience = "authenticated"
+    /// `CASEHUG_JWT_ISSUER`: when set, the exact `iss` user tokens must carry.
+    public var jwtIssuer: String?
 
     public init(
         databaseURL: String, jwtSecret: [UInt8], tokenEncryptionKey: [UInt8]? = nil,
@@ -56,8 +60,13 @@ public struct Configuration: Sendable {
         options.idleInTransactionTimeoutMilliseconds =
             try milliseconds("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", environment)
             ?? options.idleInTransactionTimeoutMilliseconds
-        return Configuration(
+        var configuration = Configuration(
             databaseURL: databaseURL, jwtSecret: Array(secret.utf8), tokenEncryptionKey: key, databaseOptions: options)
+        if let audience = environment["CASEHUG_JWT_AUDIENCE"], !audience.isEmpty {
+            configuration.jwtAudience = audience
+        }
+        if let issuer = environment["CASEHUG_JWT_ISSUER"], !issuer.isEmpty { configuration.jwtIssuer = issuer }
+        return configuration
     }
 
     /// An optional whole number of milliseconds (0 turns PostgreSQL's limit off); nil when unset.

@@ -4,10 +4,10 @@ import PostgreSQL
 
 /// `GET /api/v1/integrations/smokeball/status`: the caller's firm's connection, Smokeball account,
 /// token expiry, settings and last sync event. `PUT`/`PATCH`: update the settings (firm admins).
-public struct StatusHandler: Handler {
+public struct StatusHandler: DatabaseHandler {
     public let route = "status"
     let authenticator: Authenticator
-    let database: Database
+    public let database: Database
     static let platform = "smokeball"
 
     public init(authenticator: Authenticator, database: Database) {
@@ -17,7 +17,7 @@ public struct StatusHandler: Handler {
 
     public init(configuration: Configuration) {
         self.init(
-            authenticator: Authenticator(secret: configuration.jwtSecret),
+            authenticator: Authenticator(configuration: configuration),
             database: Database(
                 url: configuration.databaseURL, applicationName: "casehug-status",
                 options: configuration.databaseOptions))

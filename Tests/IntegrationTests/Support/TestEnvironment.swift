@@ -35,7 +35,9 @@ enum TestEnvironment {
         subject: String, expiresIn: Int64 = 600, secret: String = jwtSecret, extra: [String: Any] = [:]
     ) -> String {
         let now = Int64(Date().timeIntervalSince1970)
-        var claims: [String: Any] = ["sub": subject, "iat": now, "exp": now + expiresIn, "role": "authenticated"]
+        var claims: [String: Any] = [
+            "sub": subject, "iat": now, "exp": now + expiresIn, "role": "authenticated", "aud": "authenticated",
+        ]
         for (key, value) in extra { claims[key] = value }
         return JWT.signHS256(claims: claims, secret: Array(secret.utf8))
     }

@@ -1,0 +1,84 @@
+import Foundation
+import PostgreSQL
+import Testing
+
+@testable import FastCGI
+@testable import Integration
+
+/// What a route's supervisor makes sure of before forking: a role that row-level security binds,
+/// and no database connection left open to be shared by its workers.
+@Suite(.serialized) struct RouteStartupTests {
+    /// Starts the real `status` executable with `databaseURL`; returns its exit status if it
+    /// ended within `seconds` (nil if still serving, then stops it) and what it logged.
+    static func startStatus(databaseURL: String, seconds: Double) throws -> (status: Int32?, log: String) {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("casehug-startup-" + ServiceDatabase.randomSuffix())
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let logURL = directory.appendingPathComponent("status.log")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent("status")
+        process.arguments = ["--socket", directory.appendingPathComponent("status.sock").path, "--workers", "1"]
+        process.environment = [
+            "DATABASE_URL": databaseURL, "CASEHUG_JWT_SECRET": TestEnvironment.jwtSecret,
+        ]
+        let log = try FileHandle(forWritingTo: logURL)
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        var status: Int32?
+        if process.isRunning {
+            process.terminate()
+        } else {
+            status = process.terminationStatus
+        }
+        process.waitUntilExit()
+        return (status, (try? String(contentsOf: logURL, encoding: .utf8)) ?? "")
+    }
+
+    @Test func aRouteStartedWithTheSuperuserURLRefusesToServeAndSaysWhy() throws {
+        try ServiceDatabase.with { database in
+            let (status, log) = try Self.startStatus(databaseURL: database.adminURL, seconds: 15)
+            #expect(status == 2, "the route should have stopped at start; log: \(log)")
+            #expect(log.contains("startup_failed"))
+            #expect(log.contains("refusing to run as a superuser or BYPASSRLS role"))
+            #expect(!log.contains(TestEnvironment.adminURL), "the log must not carry the database URL")
+        }
+    }
+
+    @Test func theSameRouteWithTheAppRoleServes() throws {
+        try ServiceDatabase.with { database in
+            let (status, log) = try Self.startStatus(databaseURL: database.appURL, seconds: 1.5)
+            #expect(status == nil, "the route should still be serving; log: \(log)")
+            #expect(!log.contains("startup_failed"))
+        }
+    }
+
+    @Test func anUnreachableDatabaseDoesNotStopTheRoute() throws {
+        try ServiceDatabase.with { database in
+            try database.takeOffline()
+            defer { try? database.bringOnline() }
+            let (status, log) = try Self.startStatus(databaseURL: database.appURL, seconds: 1.5)
+            #expect(status == nil, "the route should serve 503s until the database is back; log: \(log)")
+            #expect(log.contains("database_unavailable_at_start"))
+        }
+    }
+
+    @Test func preparingLeavesNoConnectionOpenAndForkingWithOneOpenIsRefused() throws {
+        try ServiceDatabase.with { database in
+            let log = Logger(route: "test")
+            let before = Connection.openCount
+            try Route.prepare(Database(url: database.appURL), log: log)
+            #expect(Connection.openCount == before)
+            #expect(throws: DatabaseError.self) { try Route.prepare(Database(url: database.adminURL), log: log) }
+            // Other suites run in parallel and open connections of their own, so the check is
+            // asked while this one surely holds a connection open.
+            let held = try Connection(url: database.appURL)
+            #expect(ForkSafety.unsafeReason()?.contains("database connection(s) open") == true)
+            _ = held
+        }
+    }
+}
