@@ -78,4 +78,94 @@ import Testing
                 ["mint-token", "--sub", Self.demoAdmin], environment: ["CASEHUG_JWT_SECRET": "short"])
         }
     }
+
+    /// What the server logged while `body` ran, with every statement of `database` logged:
+    /// the cluster's log (scripts/test starts it with `-l DATADIR/server.log`), read by offset.
+    static func serverLog(loggingEveryStatementOf database: ServiceDatabase, during body: () throws -> Void) throws
+        -> String
+    {
+        let admin = try database.admin()
+        try admin.executeScript("ALTER DATABASE \(database.name) SET log_statement = 'all'")
+        func size() throws -> Int64 {
+            try admin.execute("SELECT (pg_stat_file('server.log')).size AS size").single().int("size")
+        }
+        let before = try size()
+        try body()
+        let after = try size()
+        return try admin.execute(
+            "SELECT pg_read_file('server.log', $1, $2) AS text", [before, after - before]
+        ).single().string("text")
+    }
+
+    static func storedPassword(_ connection: Connection, role: String) throws -> String {
+        try connection.execute("SELECT rolpassword FROM pg_authid WHERE rolname = $1", [role]).single()
+            .string("rolpassword")
+    }
+
+    @Test func setAppPasswordSendsTheServerOnlyAScramVerifier() throws {
+        try ServiceDatabase.with { database in
+            let log = try Self.serverLog(loggingEveryStatementOf: database) {
+                let output = try AdminCommand.run(
+                    ["set-app-password", "--database-url-env", "URL", "--password-env", "APP_PASSWORD"],
+                    environment: ["URL": database.adminURL, "APP_PASSWORD": TestEnvironment.appPassword])
+                #expect(output == "casehug_app can log in")
+            }
+            // Booleans, so a failure does not print the log (and the password in it).
+            let sentVerifier = log.contains("ALTER ROLE casehug_app LOGIN PASSWORD 'SCRAM-SHA-256$4096:")
+            let sentPassword = log.contains(TestEnvironment.appPassword)
+            #expect(sentVerifier && !sentPassword)
+            #expect(try Self.storedPassword(database.admin(), role: "casehug_app").hasPrefix("SCRAM-SHA-256$4096:"))
+            // The verifier verifies: the role signs in over TCP with scram-sha-256.
+            let app = try Connection(url: database.appURL)
+            #expect(try app.execute("SELECT current_user AS u").single().string("u") == "casehug_app")
+        }
+    }
+
+    @Test func ensureLoginRoleMakesAPlainRoleThatSignsInWithItsPassword() throws {
+        try ServiceDatabase.with { database in
+            let role = "itest_role_" + ServiceDatabase.randomSuffix().prefix(12)
+            let password = "role-password-" + ServiceDatabase.randomSuffix()
+            let admin = try database.admin()
+            defer { _ = try? admin.executeScript("DROP ROLE IF EXISTS \(role)") }
+            let arguments = [
+                "ensure-login-role", "--database-url-env", "URL", "--role", role, "--password-env", "ROLE_PASSWORD",
+            ]
+            let environment = ["URL": database.adminURL, "ROLE_PASSWORD": password]
+            let log = try Self.serverLog(loggingEveryStatementOf: database) {
+                let first = try AdminCommand.run(arguments, environment: environment)
+                // Again (every scripts/run): the same role, a working password.
+                let second = try AdminCommand.run(arguments, environment: environment)
+                #expect(first == "\(role) can log in" && second == first)
+            }
+            let sentVerifier = log.contains("PASSWORD 'SCRAM-SHA-256$4096:")
+            let sentPassword = log.contains(password)
+            #expect(sentVerifier && !sentPassword)
+            let row = try admin.execute(
+                "SELECT rolsuper, rolbypassrls, rolcreatedb, rolcreaterole, rolcanlogin FROM pg_roles WHERE rolname = $1",
+                [role]
+            ).single()
+            #expect(try !row.bool("rolsuper") && !row.bool("rolbypassrls") && !row.bool("rolcreatedb"))
+            #expect(try !row.bool("rolcreaterole") && row.bool("rolcanlogin"))
+            #expect(try Self.storedPassword(admin, role: role).hasPrefix("SCRAM-SHA-256$4096:"))
+            let url = TestEnvironment.databaseURL(
+                TestEnvironment.adminURL, database: database.name, user: role, password: password)
+            #expect(try Connection(url: url).execute("SELECT current_user AS u").single().string("u") == role)
+            let wrong = TestEnvironment.databaseURL(
+                TestEnvironment.adminURL, database: database.name, user: role, password: password + "x")
+            #expect(throws: DatabaseError.self) { try Connection(url: wrong) }
+        }
+    }
+
+    @Test(arguments: [
+        (["ensure-login-role", "--database-url", "x", "--role", "Bad-Name", "--password-env", "P"], "--role must be"),
+        (["ensure-login-role", "--database-url", "x", "--role", "ok", "--password-env", "P"], "P must hold"),
+        (["set-app-password", "--database-url", "x", "--password-env", "P"], "P must hold"),
+    ])
+    func passwordCommandsRefuseBadInputBeforeConnecting(arguments: [String], message: String) {
+        #expect {
+            try AdminCommand.run(arguments, environment: ["P": "short"])
+        } throws: { error in
+            (error as? AdminCommand.UsageError)?.description.contains(message) == true
+        }
+    }
 }

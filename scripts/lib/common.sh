@@ -15,6 +15,8 @@ fi
 REQUIRED_PACKAGES=(
     libfcgi-dev libcurl4-openssl-dev libpq-dev libssl-dev nginx-light postgresql spawn-fcgi wrk
     libfcgi-bin curl python3
+    # The sign-in test drives a real browser.
+    chromium chromium-driver python3-selenium
 )
 SOCKET_GROUP=www-data
 
@@ -268,13 +270,30 @@ pg_write_hba() {
 }
 
 # Sets the superuser's password to PG_SUPERUSER_PASSWORD over the Unix socket (trust), so a
-# cluster kept across a regenerated .data/secrets.env keeps working. The password goes over
-# stdin, never on a command line.
+# cluster kept across a regenerated .data/secrets.env keeps working. The server gets only the
+# SCRAM-SHA-256 verifier (scram_verifier), over stdin; the password is on no command line.
 pg_sync_superuser_password() {
-    local datadir=$1 port=$2
-    printf "SET log_statement = 'none';\nALTER ROLE postgres PASSWORD '%s';\n" "${PG_SUPERUSER_PASSWORD}" |
+    local datadir=$1 port=$2 verifier
+    verifier=$(scram_verifier "${PG_SUPERUSER_PASSWORD}")
+    printf "SET log_statement = 'none';\nALTER ROLE postgres PASSWORD '%s';\n" "${verifier}" |
         as_pg_user "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 -h "$(pg_socket_dir "${datadir}")" -p "${port}" \
             -U postgres -d postgres >/dev/null
+}
+
+# scram_verifier PASSWORD: the SCRAM-SHA-256 verifier PostgreSQL stores (RFC 7677, 4096
+# iterations, as libpq's PQencryptPasswordConn computes it; the cluster starts before
+# casehug-admin is built). The password reaches python3 through its environment. No SASLprep:
+# the generated passwords are ASCII, which SASLprep leaves unchanged.
+scram_verifier() {
+    SCRAM_PASSWORD=$1 python3 -c '
+import base64, hashlib, hmac, os
+password = os.environ["SCRAM_PASSWORD"].encode()
+salt, iterations = os.urandom(16), 4096
+salted = hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
+stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+server = hmac.new(salted, b"Server Key", "sha256").digest()
+b64 = lambda data: base64.b64encode(data).decode()
+print(f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}")'
 }
 
 pg_cluster_stop() {
@@ -337,17 +356,6 @@ pg_ensure_database() {
     fi
 }
 
-# pg_ensure_login_role PORT ROLE PASSWORD: a plain login role (no superuser, no BYPASSRLS, cannot
-# create roles or databases) with that password. The password goes over stdin.
-pg_ensure_login_role() {
-    local port=$1 role=$2 password=$3
-    printf '%s\n' "SET log_statement = 'none';" \
-        "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN
-            CREATE ROLE \"${role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; END IF; END \$\$;" \
-        "ALTER ROLE \"${role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD '${password}';" |
-        pg_psql "${port}" postgres -f - >/dev/null
-}
-
 # libpq URI for ROLE on the cluster's Unix socket: pg_socket_url DATADIR PORT DATABASE ROLE PASSWORD.
 pg_socket_url() {
     local datadir=$1 port=$2 database=$3 role=$4 password=$5 sockdir
@@ -358,12 +366,15 @@ pg_socket_url() {
     echo "postgresql://${role}:${password}@$(uri_encode "${sockdir}"):${port}/${database}"
 }
 
-# wait_for_http URL TIMEOUT_SECONDS [curl args...]: until URL answers 2xx.
+# wait_for_http URL TIMEOUT_SECONDS [BEARER_TOKEN]: until URL answers 2xx. The token goes to
+# curl on stdin (--config -), not on its command line.
 wait_for_http() {
-    local url=$1 timeout=$2
-    shift 2
+    local url=$1 timeout=$2 config=""
+    if [[ -n ${3:-} ]]; then
+        config="header = \"Authorization: Bearer $3\""
+    fi
     local deadline=$((SECONDS + timeout))
-    until curl -fsS -o /dev/null --max-time 2 "$@" "${url}" 2>/dev/null; do
+    until printf '%s\n' "${config}" | curl -fsS -o /dev/null --max-time 2 --config - "${url}" 2>/dev/null; do
         if ((SECONDS >= deadline)); then
             log "no 2xx answer from ${url} within ${timeout}s"
             return 1
@@ -387,6 +398,8 @@ wait_for_socket() {
 
 # start_route LOGFILE PIDFILE EXECUTABLE ARGS...: runs a route in its own session (so Ctrl-C in
 # the terminal does not reach it and its workers can be killed as a group), records its pid.
+# Give it secrets as assignments before the call (`NAME=VALUE start_route ...`): bash exports
+# them to what the function runs, and they stay off every command line.
 start_route() {
     local logfile=$1 pidfile=$2
     shift 2

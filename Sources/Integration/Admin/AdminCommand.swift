@@ -7,10 +7,12 @@ import PostgreSQL
 ///     casehug-admin migrate --database-url URL --dir migrations [--owner casehug_owner]
 ///     casehug-admin seed-demo --database-url URL --file scripts/sql/demo-seed.sql
 ///     casehug-admin set-app-password --database-url URL --password-env APP_DB_PASSWORD
+///     casehug-admin ensure-login-role --database-url URL --role NAME --password-env NAME
 ///     casehug-admin mint-token --sub UUID [--ttl SECONDS]        (reads CASEHUG_JWT_SECRET)
 ///
 /// `--database-url-env NAME` reads the URL from the environment variable NAME instead, so a
-/// URL with a password never shows in the process list.
+/// URL with a password never shows in the process list. Passwords are read from the variable
+/// `--password-env` names and reach the server only as SCRAM-SHA-256 verifiers.
 public enum AdminCommand {
     public struct UsageError: Error, CustomStringConvertible {
         public let description: String
@@ -20,6 +22,7 @@ public enum AdminCommand {
         usage: casehug-admin migrate (--database-url URL | --database-url-env NAME) --dir DIR [--owner ROLE]
                casehug-admin seed-demo (--database-url URL | --database-url-env NAME) --file FILE
                casehug-admin set-app-password (--database-url URL | --database-url-env NAME) --password-env NAME
+               casehug-admin ensure-login-role (--database-url URL | --database-url-env NAME) --role NAME --password-env NAME
                casehug-admin mint-token --sub UUID [--ttl SECONDS]
         """
 
@@ -42,6 +45,12 @@ public enum AdminCommand {
             }
             return url
         }
+        func passwordFromEnvironment(_ name: String) throws -> String {
+            guard let password = environment[name], password.count >= 16 else {
+                throw UsageError(description: "\(command): \(name) must hold at least 16 characters")
+            }
+            return password
+        }
         switch command {
         case "migrate":
             let connection = try Connection(url: try databaseURL(), applicationName: "casehug-admin")
@@ -55,18 +64,32 @@ public enum AdminCommand {
             try connection.transaction { try $0.executeScript(sql) }
             return "demo data seeded"
         case "set-app-password":
-            let name = try option("password-env")
-            guard let password = environment[name], password.count >= 16 else {
-                throw UsageError(description: "set-app-password: \(name) must hold at least 16 characters")
-            }
+            let password = try passwordFromEnvironment(try option("password-env"))
             let connection = try Connection(url: try databaseURL(), applicationName: "casehug-admin")
-            // ALTER ROLE takes no parameters; quote_literal on the server builds the statement,
-            // so the password never passes through string interpolation here.
-            let statement = try connection.execute(
-                "SELECT format('ALTER ROLE casehug_app LOGIN PASSWORD %L', $1::text) AS sql", [password]
-            ).single().string("sql")
-            try connection.executeScript(statement)
+            try connection.executeScript(
+                try passwordStatement(connection, role: "casehug_app", attributes: "LOGIN", password: password))
             return "casehug_app can log in"
+        case "ensure-login-role":
+            let role = try option("role")
+            guard role.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil else {
+                throw UsageError(description: "ensure-login-role: --role must be a lower-case identifier")
+            }
+            let password = try passwordFromEnvironment(try option("password-env"))
+            let connection = try Connection(url: try databaseURL(), applicationName: "casehug-admin")
+            try connection.transaction { connection in
+                if try connection.execute("SELECT 1 FROM pg_roles WHERE rolname = $1", [role]).rowCount == 0 {
+                    try connection.executeScript(
+                        try connection.execute("SELECT format('CREATE ROLE %I', $1::text) AS sql", [role]).single()
+                            .string("sql"))
+                }
+                // A plain login role whatever it was before: no superuser, no BYPASSRLS, no role or
+                // database creation.
+                try connection.executeScript(
+                    try passwordStatement(
+                        connection, role: role, attributes: "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE",
+                        password: password))
+            }
+            return "\(role) can log in"
         case "mint-token":
             guard let secret = environment["CASEHUG_JWT_SECRET"], secret.utf8.count >= 32 else {
                 throw UsageError(description: "mint-token: CASEHUG_JWT_SECRET must be set (at least 32 bytes)")
@@ -86,6 +109,19 @@ public enum AdminCommand {
         default:
             throw UsageError(description: "unknown command \(command)\n\(usage)")
         }
+    }
+
+    /// `ALTER ROLE role attributes PASSWORD 'SCRAM-SHA-256$...'`. libpq computes the verifier on
+    /// this side: the plain password is in no statement, so no server log can show it. ALTER ROLE
+    /// takes no parameters; the server's format() quotes the name and the verifier. `attributes`
+    /// is a literal of this file.
+    static func passwordStatement(_ connection: Connection, role: String, attributes: String, password: String)
+        throws -> String
+    {
+        let verifier = try connection.scramHashedPassword(password, user: role)
+        return try connection.execute(
+            "SELECT format('ALTER ROLE %I \(attributes) PASSWORD %L', $1::text, $2::text) AS sql", [role, verifier]
+        ).single().string("sql")
     }
 
     static func parseOptions(_ arguments: [String]) throws -> [String: String] {

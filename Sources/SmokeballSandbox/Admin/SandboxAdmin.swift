@@ -25,7 +25,8 @@ struct SandboxAdmin {
     let now: Date
 
     func handle(_ request: Request) throws -> Response {
-        guard ["127.0.0.1", "::1", ""].contains(request.remoteAddress) else {
+        // An empty or missing REMOTE_ADDR says nothing about the caller: refused like any other.
+        guard ["127.0.0.1", "::1"].contains(request.remoteAddress) else {
             throw SandboxFailure.problem(.forbidden, "Forbidden", "Admin endpoints answer loopback callers only")
         }
         switch (request.method, request.path) {
@@ -65,17 +66,37 @@ struct SandboxAdmin {
         return value
     }
 
-    static func number(_ body: [String: Any], _ key: String, default value: Double, allowZero: Bool = false) throws
+    /// A JSON number in `range`, for settings stored as double precision. The range keeps what
+    /// is derived from them (a Retry-After in whole seconds) within Int.
+    static func number(_ body: [String: Any], _ key: String, default value: Double, range: ClosedRange<Double>) throws
         -> Double
     {
         guard let raw = body[key] else { return value }
-        guard let number = raw as? NSNumber, JSONBoolean.value(raw) == nil,
-            number.doubleValue > 0 || (allowZero && number.doubleValue == 0)
-        else {
-            throw SandboxFailure.problem(.badRequest, "Bad Request", "\(key) must be a positive number")
+        guard let number = raw as? NSNumber, JSONBoolean.value(raw) == nil, range.contains(number.doubleValue) else {
+            throw SandboxFailure.problem(
+                .badRequest, "Bad Request", "\(key) must be a number from \(range.lowerBound) to \(range.upperBound)")
         }
         return number.doubleValue
     }
+
+    /// A whole JSON number in `range`. JSON numbers arrive as doubles and Int(Double) traps
+    /// outside Int's range, so the conversion is the exact one, checked before use.
+    static func integer(_ body: [String: Any], _ key: String, default value: Int, range: ClosedRange<Int>) throws
+        -> Int
+    {
+        guard let raw = body[key] else { return value }
+        guard let number = raw as? NSNumber, JSONBoolean.value(raw) == nil,
+            let whole = Int(exactly: number.doubleValue), range.contains(whole)
+        else {
+            throw SandboxFailure.problem(
+                .badRequest, "Bad Request",
+                "\(key) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return whole
+    }
+
+    /// The columns these land in are `integer`.
+    static let positiveInt32 = 1...Int(Int32.max)
 
     func registerClient(_ body: [String: Any]) throws -> Response {
         let clientID = try Self.string(body, "client_id")
@@ -85,15 +106,12 @@ struct SandboxAdmin {
             throw SandboxFailure.problem(
                 .badRequest, "Bad Request", "redirect_uris must be a non-empty array of strings")
         }
-        let rate = try Self.number(body, "rate_per_second", default: 5)
-        let burst = try Self.number(body, "burst", default: 5)
-        let accessTTL = Int(try Self.number(body, "access_ttl_seconds", default: 3600))
-        let refreshTTL = Int(try Self.number(body, "refresh_ttl_seconds", default: 2_592_000))
+        let rate = try Self.number(body, "rate_per_second", default: 5, range: 0.001...1_000_000)
+        let burst = try Self.number(body, "burst", default: 5, range: 1...1_000_000)
+        let accessTTL = try Self.integer(body, "access_ttl_seconds", default: 3600, range: Self.positiveInt32)
+        let refreshTTL = try Self.integer(body, "refresh_ttl_seconds", default: 2_592_000, range: Self.positiveInt32)
         // Zero is allowed here: writes readable at once.
-        let writeDelay = Int(try Self.number(body, "write_delay_ms", default: 0, allowZero: true))
-        guard burst >= 1, accessTTL >= 1, refreshTTL >= 1 else {
-            throw SandboxFailure.problem(.badRequest, "Bad Request", "burst and lifetimes must be at least 1")
-        }
+        let writeDelay = try Self.integer(body, "write_delay_ms", default: 0, range: 0...Int(Int32.max))
         try database.transaction { connection in
             try connection.execute(
                 """
@@ -214,12 +232,11 @@ struct SandboxAdmin {
             }
             status = number
         }
-        let share = try Self.number(body, "share", default: 1, allowZero: true)
-        let latency = Int(try Self.number(body, "latency_ms", default: 0, allowZero: true))
+        let share = try Self.number(body, "share", default: 1, range: 0...1)
+        let latency = try Self.integer(body, "latency_ms", default: 0, range: 0...60_000)
         let drop = (body["drop_connection"] as? Bool) ?? false
-        guard share <= 1, latency <= 60_000, status != nil || latency > 0 || drop else {
-            throw SandboxFailure.problem(
-                .badRequest, "Bad Request", "give a status, latency_ms (≤ 60000) or drop_connection, and share ≤ 1")
+        guard status != nil || latency > 0 || drop else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "give a status, latency_ms or drop_connection")
         }
         let id = try database.withConnection {
             try $0.execute(

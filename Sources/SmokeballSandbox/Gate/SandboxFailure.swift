@@ -50,7 +50,11 @@ enum HTMLPage {
         return out
     }
 
-    static func response(status: HTTPStatus = .ok, title: String, body: String) -> Response {
+    /// `formTargets`: origins the page's form may reach besides its own. Chrome applies
+    /// form-action to the redirect that follows a form's POST too, so the sign-in page names the
+    /// origin of the (validated) redirect URI; every other page allows 'self' only.
+    static func response(status: HTTPStatus = .ok, title: String, body: String, formTargets: [String] = []) -> Response
+    {
         let html = """
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title></head>
@@ -60,7 +64,11 @@ enum HTMLPage {
             status: status,
             headers: [
                 ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
-                ("X-Frame-Options", "DENY"), ("Content-Security-Policy", "default-src 'none'; form-action 'self'"),
+                ("X-Frame-Options", "DENY"),
+                (
+                    "Content-Security-Policy",
+                    "default-src 'none'; form-action " + (["'self'"] + formTargets).joined(separator: " ")
+                ),
             ], body: Array(html.utf8))
     }
 

@@ -78,6 +78,20 @@ struct OAuthServer {
             return fields
         }
 
+        /// `scheme://host[:port]` of the redirect URI for the sign-in page's form-action; nil unless
+        /// it is http(s) with a plain host, so nothing else can reach the CSP header.
+        var redirectOrigin: String? {
+            guard let components = URLComponents(string: redirectURI),
+                let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                let host = components.host, !host.isEmpty,
+                host.unicodeScalars.allSatisfy({
+                    $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-:".unicodeScalars.contains($0))
+                })
+            else { return nil }
+            let bracketed = host.contains(":") ? "[" + host + "]" : host
+            return scheme + "://" + bracketed.lowercased() + (components.port.map { ":\($0)" } ?? "")
+        }
+
         func redirect(_ parameters: [(String, String)]) -> Response {
             var all = parameters
             if let state { all.append(("state", state)) }
@@ -108,7 +122,9 @@ struct OAuthServer {
             <button type="submit" name="decision" value="deny" formnovalidate>Deny</button>
             </form>
             """
-        return HTMLPage.response(status: status, title: "Sign in to Smokeball", body: body)
+        return HTMLPage.response(
+            status: status, title: "Sign in to Smokeball", body: body,
+            formTargets: parsed.redirectOrigin.map { [$0] } ?? [])
     }
 
     func authorizeDecision(_ request: Request) throws -> Response {

@@ -157,8 +157,9 @@ final class RunningService {
     /// Runs a short-lived tool to completion and returns its output. posix_spawn and waitpid
     /// rather than Foundation's Process: nginx daemonizes, and Process left its parent a zombie
     /// that waitUntilExit never noticed.
+    /// `environment` replaces the test process's own when given.
     @discardableResult
-    static func runTool(_ path: String, _ arguments: [String]) throws -> String {
+    static func runTool(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> String {
         let outputPath = NSTemporaryDirectory() + "casehug-tool-" + ServiceDatabase.randomSuffix() + ".log"
         defer { unlink(outputPath) }
         var actions = posix_spawn_file_actions_t()
@@ -169,8 +170,13 @@ final class RunningService {
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { envp?.forEach { free($0) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        let spawned =
+            if let envp { posix_spawn(&pid, path, &actions, nil, argv, envp) } else {
+                posix_spawn(&pid, path, &actions, nil, argv, environ)
+            }
         guard spawned == 0 else { throw HarnessError(message: "cannot start \(path): errno \(spawned)") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {

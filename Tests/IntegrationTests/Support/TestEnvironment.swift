@@ -77,9 +77,10 @@ struct ServiceDatabase: Sendable {
             let connection = try Connection(url: TestEnvironment.databaseURL(TestEnvironment.adminURL, database: name))
             try Migrator(directory: TestEnvironment.migrationsDirectory).apply(on: connection)
             try SchemaOwnership.verify(connection, owner: "casehug_owner")
+            // As casehug-admin does it: the server gets the SCRAM verifier, not the password.
+            let verifier = try connection.scramHashedPassword(TestEnvironment.appPassword, user: "casehug_app")
             let statement = try connection.execute(
-                "SELECT format('ALTER ROLE casehug_app LOGIN PASSWORD %L', $1::text) AS sql",
-                [TestEnvironment.appPassword]
+                "SELECT format('ALTER ROLE casehug_app LOGIN PASSWORD %L', $1::text) AS sql", [verifier]
             ).single().string("sql")
             try connection.executeScript(statement)
         }

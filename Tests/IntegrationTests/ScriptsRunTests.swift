@@ -1,0 +1,190 @@
+import Foundation
+import PostgreSQL
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `scripts/run` as a developer runs it, on its own ports and data directory, with the
+/// executables scripts/test built (no release build).
+@Suite struct ScriptsRunTests {
+    /// Every distinct command line seen in /proc while it watches. A secret on a command line
+    /// may show for a millisecond only (`setsid env NAME=VALUE exe` until the exe runs), too
+    /// short for full scans of /proc. So between full scans it rereads just the processes
+    /// created in the last quarter second (pids up to the kernel's last allocated one) every
+    /// 100 µs, from a thread at the highest CPU priority so it is not starved by the run it
+    /// watches.
+    final class CommandLineWatcher: @unchecked Sendable {
+        private let lock = NSLock()
+        private var seen: Set<String> = []
+        private var stopping = false
+        private let finished = DispatchSemaphore(value: 0)
+
+        func start() {
+            Thread.detachNewThread {
+                // Root may raise a thread's priority (Linux applies it to the thread alone).
+                // (/proc/thread-self names "PID/task/TID"; Glibc's gettid is not imported.)
+                if let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self"),
+                    let thread = link.split(separator: "/").last.flatMap({ id_t($0) })
+                {
+                    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), thread, -20)
+                }
+                var found: Set<String> = []
+                var recent: [Int32: Date] = [:]
+                var newest = Self.lastPID()
+                var buffer = [UInt8](repeating: 0, count: 16_384)
+                for pid in Self.allPIDs() { Self.commandLine(pid, &buffer).map { _ = found.insert($0) } }
+                var rounds = 0
+                while !self.isStopping {
+                    let last = Self.lastPID()
+                    let now = Date()
+                    // The pid counter wrapped: start over from it.
+                    if last < newest { newest = last }
+                    if newest < last {
+                        for pid in newest + 1...last { recent[pid] = now }
+                        newest = last
+                    }
+                    for (pid, since) in recent {
+                        if let line = Self.commandLine(pid, &buffer) {
+                            found.insert(line)
+                        }
+                        if now.timeIntervalSince(since) > 0.25 { recent[pid] = nil }
+                    }
+                    rounds += 1
+                    if rounds % 256 == 0 {
+                        self.lock.lock()
+                        self.seen.formUnion(found)
+                        self.lock.unlock()
+                        found.removeAll(keepingCapacity: true)
+                    }
+                    usleep(100)
+                }
+                self.lock.lock()
+                self.seen.formUnion(found)
+                self.lock.unlock()
+                self.finished.signal()
+            }
+        }
+
+        var isStopping: Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            return stopping
+        }
+
+        /// Stops and returns what was seen.
+        func stop() -> Set<String> {
+            lock.lock()
+            stopping = true
+            lock.unlock()
+            finished.wait()
+            scan()
+            lock.lock()
+            defer { lock.unlock() }
+            return seen
+        }
+
+        /// Every process now.
+        func scan() {
+            var buffer = [UInt8](repeating: 0, count: 16_384)
+            let found = Self.allPIDs().compactMap { Self.commandLine($0, &buffer) }
+            lock.lock()
+            seen.formUnion(found)
+            lock.unlock()
+        }
+
+        static func lastPID() -> Int32 {
+            let text = (try? String(contentsOfFile: "/proc/sys/kernel/ns_last_pid", encoding: .utf8)) ?? ""
+            return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+
+        static func allPIDs() -> [Int32] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+        }
+
+        /// The arguments of `pid` joined by spaces; nil when there is no such process.
+        static func commandLine(_ pid: Int32, _ buffer: inout [UInt8]) -> String? {
+            let fd = open("/proc/\(pid)/cmdline", O_RDONLY)
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            let count = read(fd, &buffer, buffer.count)
+            guard count > 0 else { return nil }
+            return String(decoding: buffer[..<count].map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
+        }
+    }
+
+    /// KEY=VALUE lines of an env file.
+    static func readEnvFile(_ path: String) throws -> [String: String] {
+        var values: [String: String] = [:]
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            values[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        return values
+    }
+
+    @Test func scriptsRunPutsNoSecretOnAnyCommandLineAndGivesDemoEnvTheAppRole() throws {
+        let data = NSTemporaryDirectory() + "casehug-run-" + ServiceDatabase.randomSuffix()
+        let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/run").path
+        let environment = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "PORT": String(try RunningService.freePort()), "SANDBOX_PORT": String(try RunningService.freePort()),
+            "RUN_PG_PORT": String(try RunningService.freePort()), "CASEHUG_DATA_DIR": data,
+            "CASEHUG_BIN_DIR": TestEnvironment.binDirectory,
+        ]
+        let watcher = CommandLineWatcher()
+        watcher.start()
+        var stopped = false
+        defer {
+            if !stopped {
+                _ = watcher.stop()
+                _ = try? RunningService.runTool(script, ["--stop"], environment: environment)
+            }
+            try? FileManager.default.removeItem(atPath: data)
+        }
+        let started = Date()
+        try RunningService.runTool(script, ["--detach"], environment: environment)
+        print(
+            "scripts/run --detach (debug build, fresh cluster): \(String(format: "%.1f", Date().timeIntervalSince(started))) s"
+        )
+        let secrets = try Self.readEnvFile(data + "/secrets.env")
+        let demo = try Self.readEnvFile(data + "/demo.env")
+
+        // demo.env's DATABASE_URL is what the routes read: the app role, which tenancy binds.
+        // The superuser's URL has a name nothing reads by accident.
+        func role(_ url: String?) throws -> (name: String, isSuperuser: Bool) {
+            let row = try Connection(url: try #require(url)).execute(
+                "SELECT current_user AS name, rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).single()
+            return (try row.string("name"), try row.bool("rolsuper"))
+        }
+        let app = try role(demo["DATABASE_URL"])
+        #expect(app.name == "casehug_app" && !app.isSuperuser)
+        #expect(try role(demo["SUPERUSER_DATABASE_URL"]).isSuperuser)
+
+        // While it is up, and through its stop.
+        watcher.scan()
+        try RunningService.runTool(script, ["--stop"], environment: environment)
+        let seen = watcher.stop()
+        stopped = true
+
+        var secretValues = Array(secrets.values)
+        for (key, value) in demo
+        where ["TOKEN", "SECRET", "PASSWORD", "KEY", "DATABASE_URL"].contains(where: key.contains) {
+            secretValues.append(value)
+        }
+        #expect(secretValues.count >= 12)
+        #expect(secretValues.allSatisfy { $0.count >= 16 })
+        // The watcher did see the service: its routes name their sockets.
+        #expect(seen.contains { $0.contains("--socket") && $0.contains(data) })
+        func redacted(_ line: String) -> String {
+            secretValues.reduce(line) { $0.replacingOccurrences(of: $1, with: "<secret>") }
+        }
+        for value in secretValues {
+            // Redacted before #expect, which prints the values it compares.
+            let shown = seen.filter { $0.contains(value) }.map(redacted)
+            #expect(shown.isEmpty, "a secret was on these command lines")
+        }
+    }
+}
