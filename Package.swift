@@ -22,17 +22,22 @@ let package = Package(
         // What Swift cannot express: a signal handler's sig_atomic_t flag, ppoll, variadic prctl.
         .target(name: "CFastCGISupport"),
 
+        // One home for the low-level helpers every layer shares: hex, percent-encoding and query
+        // strings, timestamps, JSON booleans, command-line flags. Foundation only.
+        .target(name: "Basics"),
+
         // Thin Swift owners of each C library's handles.
-        .target(name: "FastCGI", dependencies: ["CFastCGI", "CFastCGISupport"]),
-        .target(name: "PostgreSQL", dependencies: ["CLibPQ"]),
-        .target(name: "HTTPClient", dependencies: ["CCurl"]),
-        .target(name: "Cryptography", dependencies: ["CCrypto"]),
+        .target(name: "FastCGI", dependencies: ["Basics", "CFastCGI", "CFastCGISupport"]),
+        .target(name: "PostgreSQL", dependencies: ["Basics", "CLibPQ"]),
+        .target(name: "HTTPClient", dependencies: ["Basics", "CCurl"]),
+        .target(name: "Cryptography", dependencies: ["Basics", "CCrypto"]),
 
         // The integration core: auth, tenancy, settings, route handlers.
-        .target(name: "Integration", dependencies: ["FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
+        .target(name: "Integration", dependencies: ["Basics", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
 
         // The local Smokeball: auth server, API subset, rate limit, admin (issue #3).
-        .target(name: "SmokeballSandbox", dependencies: ["FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
+        .target(
+            name: "SmokeballSandbox", dependencies: ["Basics", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
 
         // Route executables: a few lines each.
         .executableTarget(name: "status", dependencies: ["FastCGI", "Integration"]),
@@ -46,18 +51,21 @@ let package = Package(
 
         // What several test targets share: seeded generators for fuzzing.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "TestSupport"]),
+        .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
+        .testTarget(name: "FastCGITests", dependencies: ["Basics", "FastCGI", "TestSupport"]),
         .testTarget(name: "PostgreSQLTests", dependencies: ["PostgreSQL"]),
-        .testTarget(name: "CryptographyTests", dependencies: ["Cryptography"]),
-        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient"], exclude: ["Fixtures"]),
+        .testTarget(name: "CryptographyTests", dependencies: ["Basics", "Cryptography"]),
+        .testTarget(name: "HTTPClientTests", dependencies: ["Basics", "HTTPClient"], exclude: ["Fixtures"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Integration", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"],
+            dependencies: ["Basics", "Integration", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "SandboxTests",
-            dependencies: ["SmokeballSandbox", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient", "TestSupport"],
+            dependencies: [
+                "Basics", "SmokeballSandbox", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient", "TestSupport",
+            ],
             resources: [.copy("Fixtures")]
         ),
     ]

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// Minimal HS256 JSON Web Token support (RFC 7519 / RFC 7515 compact serialization).
@@ -132,7 +133,7 @@ public enum JWT {
     /// Fractional seconds are truncated toward negative infinity; out-of-range values are malformed.
     private static func numericDate(_ value: Any?) throws(JWTError) -> NumericDate {
         guard let value else { return .absent }
-        guard let number = value as? NSNumber, !isBoolean(number) else { return .notANumber }
+        guard let number = value as? NSNumber, JSONBoolean.value(number) == nil else { return .notANumber }
         let double = number.doubleValue
         guard double.isFinite else { throw .malformed }
         // Integers above 2^53 are not exact as Double; prefer the integer value when it agrees.
@@ -149,12 +150,6 @@ public enum JWT {
         case .notANumber: throw .malformed
         case .value(let seconds): seconds
         }
-    }
-
-    /// JSON `true`/`false` arrive as NSNumber and `is Bool` also matches 0 and 1, so identify
-    /// booleans by Foundation's dedicated boolean class (same approach on Darwin and Linux).
-    private static func isBoolean(_ number: NSNumber) -> Bool {
-        type(of: number) == type(of: NSNumber(value: true))
     }
 
     private static func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// Encodes an `Encodable` answer to compact JSON in one pass, straight into bytes: no
@@ -54,7 +55,6 @@ private final class Sink {
 
     var bytes: [UInt8] = []
     var frames: [Frame] = []
-    static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
     init() { bytes.reserveCapacity(512) }
 
@@ -94,7 +94,7 @@ private final class Sink {
         case let number as Double: try JSONWriter.writeDouble(number, to: &bytes)
         case let number as Float: try JSONWriter.writeDouble(Double(number), to: &bytes)
         case let number as any BinaryInteger: bytes.append(contentsOf: "\(number)".utf8)
-        case let date as Date: JSONWriter.writeString(date.formatted(Self.timestampStyle), to: &bytes)
+        case let date as Date: JSONWriter.writeString(Timestamp.iso8601(date), to: &bytes)
         case let uuid as UUID: JSONWriter.writeString(uuid.uuidString.lowercased(), to: &bytes)
         case let dictionary as SortedKeysEncodable: try dictionary.encodeSorted(into: self)
         default:

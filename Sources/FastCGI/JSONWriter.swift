@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// Serialises the values `JSONSerialization` produces and accepts (dictionaries with String
@@ -107,24 +108,11 @@ public enum JSONWriter {
             case 0x0D: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
             case 0x09: output.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
             case 0x00..<0x20, 0x7F:
-                let hex = Array("0123456789abcdef".utf8)
                 output.append(contentsOf: "\\u00".utf8)
-                output.append(hex[Int(byte >> 4)])
-                output.append(hex[Int(byte & 0x0F)])
+                Hex.append(byte, to: &output)
             default: output.append(byte)
             }
         }
         output.append(UInt8(ascii: "\""))
-    }
-}
-
-/// JSON booleans as `JSONSerialization` decodes them: an NSNumber whose type code is "c" (or
-/// "B"), unlike numbers, which a plain `as? Bool` would also accept (1 becomes true).
-public enum JSONBoolean {
-    public static func value(_ raw: Any) -> Bool? {
-        if type(of: raw) == Bool.self { return raw as? Bool }
-        guard type(of: raw) is NSNumber.Type, let number = raw as? NSNumber else { return nil }
-        let code = String(cString: number.objCType)
-        return code == "c" || code == "B" ? number.boolValue : nil
     }
 }

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// An HTTP request as nginx hands it over FastCGI. Built by a pure function from the params
@@ -26,8 +27,7 @@ public struct Request: Sendable {
         self.query = query
         self.queryString =
             queryString
-            ?? query.sorted { $0.key < $1.key }.map { Self.percentEncode($0.key) + "=" + Self.percentEncode($0.value) }
-            .joined(separator: "&")
+            ?? FormURLEncoding.encode(query.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         self.headers = headers
         self.body = body
         self.remoteAddress = remoteAddress
@@ -48,7 +48,7 @@ public struct Request: Sendable {
         self.path =
             uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
         self.queryString = params["QUERY_STRING"] ?? ""
-        self.query = Self.parseQuery(queryString)
+        self.query = QueryString.dictionary(queryString)
         self.headers = headers
         self.body = body
         self.remoteAddress = params["REMOTE_ADDR"] ?? ""
@@ -77,51 +77,7 @@ public struct Request: Sendable {
 
     /// Every value of a query parameter, in order, matching the name without regard to case.
     public func queryValues(_ name: String) -> [String] {
-        Self.parseQueryItems(queryString).filter { $0.0.caseInsensitiveCompare(name) == .orderedSame }.map(\.1)
-    }
-
-    /// `a=1&b=x%20y&a=2` → `[("a", "1"), ("b", "x y"), ("a", "2")]`.
-    public static func parseQueryItems(_ string: String) -> [(String, String)] {
-        string.split(separator: "&", omittingEmptySubsequences: true).compactMap { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = percentDecode(parts[0]), !name.isEmpty else { return nil }
-            return (name, parts.count > 1 ? (percentDecode(parts[1]) ?? "") : "")
-        }
-    }
-
-    /// RFC 3986 percent-encoding of everything but unreserved characters.
-    public static func percentEncode(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"):
-                out.unicodeScalars.append(UnicodeScalar(byte))
-            default:
-                let hex = Array("0123456789ABCDEF".unicodeScalars)
-                out.unicodeScalars.append("%")
-                out.unicodeScalars.append(hex[Int(byte >> 4)])
-                out.unicodeScalars.append(hex[Int(byte & 0x0F)])
-            }
-        }
-        return out
-    }
-
-    /// `a=1&b=x%20y` → `["a": "1", "b": "x y"]`; the first occurrence of a name wins.
-    public static func parseQuery(_ string: String) -> [String: String] {
-        var result: [String: String] = [:]
-        for pair in string.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let rawName = parts.first, let name = percentDecode(rawName), !name.isEmpty else { continue }
-            let value = parts.count > 1 ? (percentDecode(parts[1]) ?? "") : ""
-            if result[name] == nil { result[name] = value }
-        }
-        return result
-    }
-
-    static func percentDecode(_ text: Substring) -> String? {
-        String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        QueryString.items(queryString).filter { $0.0.caseInsensitiveCompare(name) == .orderedSame }.map(\.1)
     }
 
     /// Request ids end up in logs and response headers: accept only short, plain tokens.

@@ -1,3 +1,4 @@
+import Basics
 import CFastCGI
 import CFastCGISupport
 import Foundation
@@ -30,40 +31,20 @@ public struct ServerOptions: Sendable, Equatable {
 
     /// `--socket PATH --workers N --socket-group NAME --backlog N --max-body-bytes N`.
     public static func parse(_ arguments: [String]) throws(ServerOptionsError) -> ServerOptions {
-        var options = ServerOptions()
-        var index = 0
-        func value(after flag: String) throws(ServerOptionsError) -> String {
-            index += 1
-            guard index < arguments.count else { throw ServerOptionsError(message: "\(flag) needs a value") }
-            return arguments[index]
+        do {
+            let flags = try CommandLineOptions(
+                arguments, allowed: ["socket", "socket-group", "workers", "backlog", "max-body-bytes"])
+            var options = ServerOptions()
+            options.socketPath = flags["socket"]
+            options.socketGroup = flags["socket-group"]
+            options.workers = try flags.integer("workers", in: 1...256) ?? options.workers
+            options.backlog = try flags.integer("backlog", in: 1...65535) ?? options.backlog
+            // Up to 1 GiB: the sandbox takes file uploads; routes keep the 1 MiB default.
+            options.maxBodyBytes = try flags.integer("max-body-bytes", in: 1...(1 << 30)) ?? options.maxBodyBytes
+            return options
+        } catch {
+            throw ServerOptionsError(message: error.message)
         }
-        while index < arguments.count {
-            let flag = arguments[index]
-            switch flag {
-            case "--socket": options.socketPath = try value(after: flag)
-            case "--socket-group": options.socketGroup = try value(after: flag)
-            case "--workers":
-                guard let count = Int(try value(after: flag)), (1...256).contains(count) else {
-                    throw ServerOptionsError(message: "--workers must be a number from 1 to 256")
-                }
-                options.workers = count
-            case "--backlog":
-                guard let count = Int(try value(after: flag)), (1...65535).contains(count) else {
-                    throw ServerOptionsError(message: "--backlog must be a number from 1 to 65535")
-                }
-                options.backlog = count
-            case "--max-body-bytes":
-                // Up to 1 GiB: the sandbox takes file uploads; routes keep the 1 MiB default.
-                guard let bytes = Int(try value(after: flag)), (1...(1 << 30)).contains(bytes) else {
-                    throw ServerOptionsError(message: "--max-body-bytes must be a number from 1 to 1073741824")
-                }
-                options.maxBodyBytes = bytes
-            default:
-                throw ServerOptionsError(message: "unknown argument \(flag)")
-            }
-            index += 1
-        }
-        return options
     }
 }
 

@@ -1,3 +1,4 @@
+import Basics
 import CLibPQ
 import Foundation
 
@@ -62,38 +63,16 @@ public final class QueryResult {
         let length = Int(PQgetlength(handle, Int32(row), column))
         guard let value = PQgetvalue(handle, Int32(row), column) else { return nil }
         return UnsafeRawPointer(value).withMemoryRebound(to: UInt8.self, capacity: length) { text in
-            Self.decodeHex(UnsafeBufferPointer(start: text, count: length))
+            Self.decodeBytea(UnsafeBufferPointer(start: text, count: length))
         }
     }
+}
 
-    static func decodeHex(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
-        guard text.count >= 2, text[0] == UInt8(ascii: "\\"), text[1] == UInt8(ascii: "x"), text.count % 2 == 0
-        else { return nil }
-        let count = (text.count - 2) / 2
-        var valid = true
-        let bytes = hexDigitValues.withUnsafeBufferPointer { table in
-            [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-                for index in 0..<count {
-                    let high = table[Int(text[2 + 2 * index])]
-                    let low = table[Int(text[3 + 2 * index])]
-                    buffer[index] = high << 4 | low
-                    // 0xFF marks a non-digit; checked once at the end instead of per byte.
-                    if (high | low) & 0xF0 != 0 { valid = false }
-                }
-                initialized = count
-            }
-        }
-        return valid ? bytes : nil
-    }
-
-    /// Value of each ASCII hex digit; 0xFF for any other byte.
-    static let hexDigitValues: [UInt8] = (0...255).map { byte -> UInt8 in
-        switch UInt8(byte) {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt8(byte) - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt8(byte) - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt8(byte) - UInt8(ascii: "A") + 10
-        default: return 0xFF
-        }
+extension QueryResult {
+    /// `\x0a1b...` to its bytes; nil if it is not in that form.
+    static func decodeBytea(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard text.count >= 2, text[0] == UInt8(ascii: "\\"), text[1] == UInt8(ascii: "x") else { return nil }
+        return Hex.decode(UnsafeBufferPointer(rebasing: text[2...]))
     }
 }
 

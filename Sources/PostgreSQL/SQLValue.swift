@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// A value bound to a `$n` parameter. Values travel separately from the SQL text, so no value
@@ -23,20 +24,9 @@ public enum SQLValue: Sendable, Equatable {
         case .bool(let value): return value ? "t" : "f"
         case .double(let value): return String(value)
         case .uuid(let value): return value.uuidString.lowercased()
-        case .timestamp(let value): return SQLValue.formatTimestamp(value)
+        case .timestamp(let value): return Timestamp.postgres(value)
         case .json(let value): return value
         }
-    }
-
-    static func formatTimestamp(_ date: Date) -> String {
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
-        var seconds = time_t(micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000)
-        let fraction = micros - Int64(seconds) * 1_000_000
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        return String(
-            format: "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-            parts.tm_hour, parts.tm_min, parts.tm_sec, fraction)
     }
 }
 

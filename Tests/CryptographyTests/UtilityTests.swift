@@ -65,17 +65,4 @@ import Testing
     func base64URLRejects(text: String) {
         #expect(Base64URL.decode(text) == nil)
     }
-
-    @Test func hexRoundTrip() {
-        #expect(Hex.encode([0x00, 0x0f, 0xa0, 0xff]) == "000fa0ff")
-        #expect(Hex.decode("000fa0ff") == [0x00, 0x0f, 0xa0, 0xff])
-        #expect(Hex.decode("000FA0FF") == [0x00, 0x0f, 0xa0, 0xff])
-        #expect(Hex.decode("") == [])
-        #expect(Hex.encode([UInt8]()) == "")
-    }
-
-    @Test(arguments: ["0", "abc", "zz", "0x00", "g0", " 00"])
-    func hexRejects(text: String) {
-        #expect(Hex.decode(text) == nil)
-    }
 }

@@ -62,6 +62,8 @@ import Testing
         (["seed-demo", "--file", "x.sql"], "--database-url is required"),
         (["migrate", "--database-url-env", "NOT_SET_HERE", "--dir", "x"], "NOT_SET_HERE is not set"),
         (["launch-missiles"], "unknown command"),
+        (["migrate", "--database-url", "x", "--dir", "x", "--dry-run", "yes"], "unknown argument --dry-run"),
+        (["migrate", "--dir", "x", "--dir", "y"], "--dir is given twice"),
     ])
     func badArgumentsAreUsageErrors(arguments: [String], message: String) {
         let environment = ["CASEHUG_JWT_SECRET": TestEnvironment.jwtSecret]

@@ -1,3 +1,4 @@
+import Basics
 import Cryptography
 import Foundation
 import PostgreSQL
@@ -124,17 +125,15 @@ public enum AdminCommand {
         ).single().string("sql")
     }
 
-    static func parseOptions(_ arguments: [String]) throws -> [String: String] {
-        var options: [String: String] = [:]
-        var index = 0
-        while index < arguments.count {
-            let flag = arguments[index]
-            guard flag.hasPrefix("--"), index + 1 < arguments.count else {
-                throw UsageError(description: "unexpected argument \(flag)\n\(usage)")
-            }
-            options[String(flag.dropFirst(2))] = arguments[index + 1]
-            index += 2
+    static let flags: Set<String> = [
+        "database-url", "database-url-env", "dir", "owner", "file", "password-env", "role", "sub", "ttl",
+    ]
+
+    static func parseOptions(_ arguments: [String]) throws -> CommandLineOptions {
+        do {
+            return try CommandLineOptions(arguments, allowed: flags)
+        } catch {
+            throw UsageError(description: "\(error.message)\n\(usage)")
         }
-        return options
     }
 }

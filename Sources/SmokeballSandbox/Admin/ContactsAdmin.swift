@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -38,7 +39,7 @@ struct ContactsAdmin: SandboxAdminExtension {
     }
 
     func seed(_ body: [String: Any], accountID: UUID) throws -> Response {
-        guard let number = body["count"] as? NSNumber, BodyShape.isBoolean(number) == nil,
+        guard let number = body["count"] as? NSNumber, JSONBoolean.value(number) == nil,
             number.doubleValue == number.doubleValue.rounded(),
             (1...Double(Self.maximumSeed)).contains(number.doubleValue)
         else {

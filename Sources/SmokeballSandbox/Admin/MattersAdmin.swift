@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -48,7 +49,7 @@ struct MattersAdmin: SandboxAdminExtension {
 
     /// One INSERT ... SELECT over generate_series, so 10,000 matters take well under a second.
     func seed(_ accountID: UUID, _ body: [String: Any]) throws -> Response {
-        guard let number = body["count"] as? NSNumber, Matters.boolean(number) == nil,
+        guard let number = body["count"] as? NSNumber, JSONBoolean.value(number) == nil,
             let count = Int(exactly: number.doubleValue), (1...Self.maximumSeed).contains(count)
         else {
             throw SandboxFailure.problem(

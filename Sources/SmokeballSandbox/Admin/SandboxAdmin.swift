@@ -1,3 +1,4 @@
+import Basics
 import Cryptography
 import FastCGI
 import Foundation
@@ -208,13 +209,12 @@ struct SandboxAdmin {
                 """, [after, request.queryValue("client_id")]
             ).rows
         }
-        let formatter = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
         let items: [[String: Any]] = try rows.map { row in
             [
                 "id": try row.int("id"), "client_id": (try row.optionalString("client_id")) ?? NSNull(),
                 "method": try row.string("method"), "path": try row.string("path"),
                 "request_id": (try row.optionalString("request_id")) ?? NSNull(), "status": try row.int("status"),
-                "at": try row.date("at").formatted(formatter),
+                "at": Timestamp.iso8601(try row.date("at")),
             ]
         }
         return Response.json(["requests": items])

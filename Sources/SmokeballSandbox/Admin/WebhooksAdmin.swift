@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import HTTPClient
@@ -86,7 +87,6 @@ struct WebhooksAdmin: SandboxAdminExtension {
                 """, [request.queryValue("client_id").flatMap { $0.isEmpty ? nil : $0 }]
             ).rows
         }
-        let style = Webhooks.timestampStyle
         let items: [[String: Any]] = try rows.map { row in
             [
                 "id": try row.int("id"), "event_id": try row.int("event_id"),
@@ -98,8 +98,8 @@ struct WebhooksAdmin: SandboxAdminExtension {
                 "attempts": try row.int("attempts"), "sends": try row.int("sends"),
                 "last_status": (try row.optionalInt("last_status")) ?? NSNull(),
                 "last_error": (try row.optionalString("last_error")) ?? NSNull(),
-                "next_attempt_at": try row.date("next_attempt_at").formatted(style),
-                "delivered_at": (try row.optionalDate("delivered_at")?.formatted(style)) ?? NSNull(),
+                "next_attempt_at": Timestamp.iso8601(try row.date("next_attempt_at")),
+                "delivered_at": (try row.optionalDate("delivered_at").map { Timestamp.iso8601($0) }) ?? NSNull(),
             ]
         }
         return Response.json(["deliveries": items])

@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 
@@ -35,7 +36,7 @@ extension Request {
         guard let type = header("content-type")?.lowercased(),
             type.hasPrefix("application/x-www-form-urlencoded")
         else { return nil }
-        return Request.parseQuery(String(decoding: body, as: UTF8.self))
+        return QueryString.dictionary(String(decoding: body, as: UTF8.self))
     }
 
     /// A query parameter by name, ignoring case (`Offset` and `offset` are the same to ASP.NET).

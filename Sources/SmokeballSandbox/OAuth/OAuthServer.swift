@@ -1,3 +1,4 @@
+import Basics
 import Cryptography
 import FastCGI
 import Foundation
@@ -95,7 +96,8 @@ struct OAuthServer {
         func redirect(_ parameters: [(String, String)]) -> Response {
             var all = parameters
             if let state { all.append(("state", state)) }
-            let query = all.map { "\(URLComponent.encode($0.0))=\(URLComponent.encode($0.1))" }.joined(separator: "&")
+            let query = all.map { "\(PercentEncoding.encode($0.0))=\(PercentEncoding.encode($0.1))" }.joined(
+                separator: "&")
             return Response.redirect(to: redirectURI + (redirectURI.contains("?") ? "&" : "?") + query)
         }
     }

@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 
@@ -46,8 +47,6 @@ indirect enum BodyShape: Sendable {
         return out
     }
 
-    static func isBoolean(_ value: Any) -> Bool? { JSONBoolean.value(value) }
-
     static func isString(_ value: Any) -> String? {
         value is NSNumber ? nil : value as? String
     }
@@ -71,17 +70,17 @@ indirect enum BodyShape: Sendable {
             guard let text = isString(value), let date = parseDate(text) else {
                 throw badRequest("\(path) must be an ISO 8601 date-time")
             }
-            return date.formatted(Date.ISO8601FormatStyle())
+            return Timestamp.iso8601(date, fractionDigits: 0)
         case .boolean, .flag:
-            guard let flag = isBoolean(value) else { throw badRequest("\(path) must be true or false") }
+            guard let flag = JSONBoolean.value(value) else { throw badRequest("\(path) must be true or false") }
             return flag
         case .number:
-            guard let number = value as? NSNumber, isBoolean(value) == nil else {
+            guard let number = value as? NSNumber, JSONBoolean.value(value) == nil else {
                 throw badRequest("\(path) must be a number")
             }
             return number
         case .integer:
-            guard let number = value as? NSNumber, isBoolean(value) == nil,
+            guard let number = value as? NSNumber, JSONBoolean.value(value) == nil,
                 number.doubleValue.rounded() == number.doubleValue,
                 abs(number.doubleValue) < 9.2e18
             else { throw badRequest("\(path) must be an integer") }
@@ -89,7 +88,7 @@ indirect enum BodyShape: Sendable {
         case .managedBy:
             // CompanyManagedBy is 0 (Members) or 1 (Managers); its description names the values.
             let names = ["Members", "Managers"]
-            if isBoolean(value) == nil, let number = value as? NSNumber,
+            if JSONBoolean.value(value) == nil, let number = value as? NSNumber,
                 number.doubleValue == 0 || number.doubleValue == 1
             {
                 return names[number.intValue]

@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -78,7 +79,7 @@ enum ContactDocument {
                         externalSystemID = text
                     }
                 } else if key.caseInsensitiveCompare("isDeleted") == .orderedSame {
-                    guard let flag = BodyShape.isBoolean(value) else {
+                    guard let flag = JSONBoolean.value(value) else {
                         throw Contacts.badRequest("isDeleted must be true or false")
                     }
                     isDeleted = flag

@@ -1,3 +1,4 @@
+import Basics
 import Cryptography
 import FastCGI
 import Foundation
@@ -139,7 +140,7 @@ struct Documents: APIResource {
                 return [
                     "fileId": fileID.uuidString.lowercased(),
                     "uploadUrl": Uploads.url(origin: origin, fileID: fileID, signature: token),
-                    "expiry": expiry.formatted(Date.ISO8601FormatStyle()),
+                    "expiry": Timestamp.iso8601(expiry, fractionDigits: 0),
                 ]
             }
         }
@@ -241,8 +242,8 @@ struct Documents: APIResource {
         let id = try row.uuid("id").uuidString.lowercased()
         let matter = matterID.uuidString.lowercased()
         let name = try row.string("name")
-        let created = try row.date("created_at").formatted(Date.ISO8601FormatStyle())
-        let modified = try row.optionalDate("uploaded_at")?.formatted(Date.ISO8601FormatStyle()) ?? created
+        let created = Timestamp.iso8601(try row.date("created_at"), fractionDigits: 0)
+        let modified = try row.optionalDate("uploaded_at").map { Timestamp.iso8601($0, fractionDigits: 0) } ?? created
         var file: [String: Any] = [
             "href": "\(origin)/matters/\(matter)/documents/files/\(id)", "id": id, "versionId": id, "name": name,
             "fileExtension": Self.fileExtension(of: name),
@@ -332,7 +333,7 @@ struct Documents: APIResource {
         guard let row else { throw SandboxFailure.problem(.notFound, "Not Found", "No such memo") }
         let id = memoID.uuidString.lowercased()
         let matter = matterID.uuidString.lowercased()
-        let created = try row.date("created_at").formatted(Date.ISO8601FormatStyle())
+        let created = Timestamp.iso8601(try row.date("created_at"), fractionDigits: 0)
         let text = try row.string("text")
         return Response.json([
             "href": "\(request.sandboxOrigin)/matters/\(matter)/memos/\(id)", "id": id,

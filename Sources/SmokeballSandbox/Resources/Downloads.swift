@@ -1,3 +1,4 @@
+import Basics
 import Cryptography
 import FastCGI
 import Foundation
@@ -49,7 +50,7 @@ struct Downloads {
             "fileExtension": fileExtension,
             "downloadUrl": request.sandboxOrigin + "/_downloads/" + fileID.uuidString.lowercased() + "?signature="
                 + token,
-            "expiry": expiry.formatted(Date.ISO8601FormatStyle()), "sizeBytes": try row.int("size_bytes"),
+            "expiry": Timestamp.iso8601(expiry, fractionDigits: 0), "sizeBytes": try row.int("size_bytes"),
         ])
     }
 

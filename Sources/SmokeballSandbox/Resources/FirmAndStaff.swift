@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -40,7 +41,7 @@ struct FirmAndStaff: APIResource {
         return Response.json([
             "href": origin + "/firm", "id": id, "versionId": id, "name": try row.string("name"),
             "status": ["status": "Active"],
-            "createdDate": try row.date("created_at").formatted(Date.ISO8601FormatStyle()),
+            "createdDate": Timestamp.iso8601(try row.date("created_at"), fractionDigits: 0),
         ])
     }
 

@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -334,10 +335,10 @@ struct Matters: APIResource {
             }
             return .date(date)
         case .flag:
-            guard let flag = boolean(raw) else { throw badRequest("\(name) must be true or false") }
+            guard let flag = JSONBoolean.value(raw) else { throw badRequest("\(name) must be true or false") }
             return .flag(flag)
         case .number:
-            guard raw is NSNumber, boolean(raw) == nil else { throw badRequest("\(name) must be a number") }
+            guard raw is NSNumber, JSONBoolean.value(raw) == nil else { throw badRequest("\(name) must be a number") }
             return .unmodelled
         case .object:
             guard raw is [String: Any] else { throw badRequest("\(name) must be an object") }
@@ -349,8 +350,6 @@ struct Matters: APIResource {
             return .unmodelled
         }
     }
-
-    static func boolean(_ raw: Any) -> Bool? { JSONBoolean.value(raw) }
 
     /// ISO 8601 as .NET reads it: with or without fractional seconds and offset, or a date alone.
     static func parseDate(_ text: String) -> Date? {
@@ -368,7 +367,7 @@ struct Matters: APIResource {
         return nil
     }
 
-    static func iso(_ date: Date) -> String { date.formatted(Date.ISO8601FormatStyle()) }
+    static func iso(_ date: Date) -> String { Timestamp.iso8601(date, fractionDigits: 0) }
 
     static func arrayLiteral(_ ids: [UUID]) -> String {
         "{" + ids.map { $0.uuidString.lowercased() }.joined(separator: ",") + "}"

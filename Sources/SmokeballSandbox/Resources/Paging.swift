@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 
@@ -33,7 +34,7 @@ struct Paging {
 
     func base(_ request: Request, path: String) -> Base {
         // From the raw query string, so repeated parameters (`Search=a&Search=b`) all survive.
-        let kept = Request.parseQueryItems(request.queryString).filter {
+        let kept = QueryString.items(request.queryString).filter {
             !["offset", "limit"].contains($0.0.lowercased())
         }
         return Base(origin: request.sandboxOrigin, path: path, query: kept)
@@ -41,7 +42,7 @@ struct Paging {
 
     func link(_ base: Base, offset: Int) -> [String: Any] {
         let query = (base.query + [("offset", String(offset)), ("limit", String(limit))])
-            .map { "\(URLComponent.encode($0.0))=\(URLComponent.encode($0.1))" }.joined(separator: "&")
+            .map { "\(PercentEncoding.encode($0.0))=\(PercentEncoding.encode($0.1))" }.joined(separator: "&")
         return ["href": base.origin + base.path + "?" + query, "method": "GET"]
     }
 

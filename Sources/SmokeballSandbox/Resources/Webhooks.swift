@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -104,12 +105,10 @@ struct Webhooks: APIResource {
             "name": (try row.optionalString("name")) ?? NSNull(),
             "eventTypes": (try row.json("event_types") as? [String]) ?? [],
             "eventNotificationUrl": try row.string("url"),
-            "createdDateUtc": try row.date("created_at").formatted(timestampStyle),
-            "updatedDateUtc": updated.formatted(timestampStyle), "lastUpdated": DotNetTicks.from(updated),
+            "createdDateUtc": Timestamp.iso8601(try row.date("created_at")),
+            "updatedDateUtc": Timestamp.iso8601(updated), "lastUpdated": DotNetTicks.from(updated),
         ]
     }
-
-    static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
     // MARK: Writes
 

@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -65,7 +66,7 @@ import Testing
             switch Int.random(in: 0..<4, using: &random) {
             case 0: return name
             case 1: return name + "=" + value
-            default: return name + "=" + Request.percentEncode(value)
+            default: return name + "=" + PercentEncoding.encode(value)
             }
         }.joined(separator: random.pick(["&", "&&", ";"]))
     }
@@ -127,7 +128,7 @@ import Testing
         if random.chance(0.05) { headers["authorization"] = random.pick(["Bearer ", "Basic x", junk(&random)]) }
         if let contentType { headers["content-type"] = contentType }
         return Request(
-            method: method, path: path, query: Request.parseQuery(query), queryString: query, headers: headers,
+            method: method, path: path, query: QueryString.dictionary(query), queryString: query, headers: headers,
             body: body, remoteAddress: "127.0.0.1", requestID: "fuzz")
     }
 
@@ -196,7 +197,7 @@ import Testing
                 fields.append((name, random.chance(0.5) ? junk(&random) : ""))
             }
             var body = Array(
-                fields.map { Request.percentEncode($0.0) + "=" + Request.percentEncode($0.1) }.joined(separator: "&")
+                fields.map { PercentEncoding.encode($0.0) + "=" + PercentEncoding.encode($0.1) }.joined(separator: "&")
                     .utf8)
             if random.chance(0.2) { body = badJSON(&random) }
             var headers = ["host": "sandbox.test"]

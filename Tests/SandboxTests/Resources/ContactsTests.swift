@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -47,7 +48,7 @@ import Testing
     /// GET /contacts with query items that may repeat (`Search=a&Search=b`), which the fixture's
     /// dictionary-based `call` cannot express.
     static func list(_ fixture: F, _ token: String, _ items: [(String, String)]) -> Response {
-        let queryString = items.map { Request.percentEncode($0.0) + "=" + Request.percentEncode($0.1) }
+        let queryString = items.map { PercentEncoding.encode($0.0) + "=" + PercentEncoding.encode($0.1) }
             .joined(separator: "&")
         let request = Request(
             method: "GET", path: "/contacts", query: Dictionary(items, uniquingKeysWith: { $1 }),

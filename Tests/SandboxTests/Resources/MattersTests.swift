@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -34,7 +35,7 @@ import Testing
     /// GET /matters with a raw query string, so a parameter can repeat (`Status=Open&Status=Pending`).
     static func list(_ fixture: F, _ token: String, _ query: String = "") -> Response {
         let request = Request(
-            method: "GET", path: "/matters", query: Request.parseQuery(query), queryString: query,
+            method: "GET", path: "/matters", query: QueryString.dictionary(query), queryString: query,
             headers: ["host": "sandbox.test", "x-api-key": F.apiKey, "authorization": "Bearer " + token],
             remoteAddress: "127.0.0.1", requestID: "test")
         return respond(to: request, with: fixture.handler, log: Logger(route: "sandbox-test")).0

@@ -1,3 +1,4 @@
+import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
@@ -142,7 +143,9 @@ final class SandboxFixture: @unchecked Sendable {
     }
 
     static func form(_ fields: [(String, String)]) -> [UInt8] {
-        Array(fields.map { "\(URLComponent.encode($0.0))=\(URLComponent.encode($0.1))" }.joined(separator: "&").utf8)
+        Array(
+            fields.map { "\(PercentEncoding.encode($0.0))=\(PercentEncoding.encode($0.1))" }.joined(separator: "&").utf8
+        )
     }
 
     static func basic(_ id: String = clientID, _ secret: String = clientSecret) -> String {
