@@ -49,16 +49,19 @@ let package = Package(
         // bytea throughput of the PostgreSQL layer (scripts/bench bytea).
         .executableTarget(name: "pg-bench", dependencies: ["PostgreSQL"]),
 
-        // What several test targets share: seeded generators for fuzzing.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // What several test targets share: the scratch cluster's throwaway databases, seeded
+        // generators for fuzzing.
+        .target(name: "TestSupport", dependencies: ["PostgreSQL"], path: "Tests/TestSupport"),
         .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "FastCGITests", dependencies: ["Basics", "FastCGI", "TestSupport"]),
-        .testTarget(name: "PostgreSQLTests", dependencies: ["PostgreSQL"]),
+        .testTarget(name: "PostgreSQLTests", dependencies: ["PostgreSQL", "TestSupport"]),
         .testTarget(name: "CryptographyTests", dependencies: ["Basics", "Cryptography"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["Basics", "HTTPClient"], exclude: ["Fixtures"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Basics", "Integration", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"],
+            dependencies: [
+                "Basics", "Integration", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient", "TestSupport",
+            ],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import Foundation
 import PostgreSQL
+import TestSupport
 
 /// A throwaway database in the test cluster that `scripts/test` starts. Each test gets its own,
 /// so tests run in parallel without seeing each other's rows.
@@ -7,32 +8,14 @@ struct TestDatabase {
     let name: String
     let url: String
 
-    static var adminURL: String {
-        guard let url = ProcessInfo.processInfo.environment["TEST_ADMIN_DATABASE_URL"] else {
-            fatalError("TEST_ADMIN_DATABASE_URL is not set: run the tests with scripts/test")
-        }
-        return url
-    }
-
-    /// `adminURL` with its database name replaced.
-    static func url(forDatabase name: String) -> String {
-        guard var components = URLComponents(string: adminURL) else { return adminURL }
-        components.path = "/" + name
-        return components.string ?? adminURL
-    }
+    static var adminURL: String { TestCluster.adminURL }
 
     static func create() throws -> TestDatabase {
-        let name = "pgtest_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        let admin = try Connection(url: adminURL)
-        // Identifiers cannot be parameters; the name is generated here from hex digits only.
-        try admin.executeScript("CREATE DATABASE \(name)")
-        return TestDatabase(name: name, url: url(forDatabase: name))
+        let name = try TestCluster.createEmptyDatabase("pgtest_")
+        return TestDatabase(name: name, url: TestCluster.url(forDatabase: name))
     }
 
-    func drop() {
-        guard let admin = try? Connection(url: Self.adminURL) else { return }
-        _ = try? admin.executeScript("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-    }
+    func drop() { TestCluster.dropDatabase(name) }
 
     /// Runs `body` with a fresh database and drops it afterwards.
     static func with<T>(_ body: (TestDatabase) throws -> T) throws -> T {
@@ -41,18 +24,9 @@ struct TestDatabase {
         return try body(database)
     }
 
-    /// Makes the database refuse new connections and cuts the existing ones: an outage as the
-    /// service sees it.
-    func takeOffline() throws {
-        let admin = try Connection(url: Self.adminURL)
-        try admin.executeScript("ALTER DATABASE \(name) ALLOW_CONNECTIONS false")
-        try admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name])
-    }
+    func takeOffline() throws { try TestCluster.takeOffline(name) }
 
-    func bringOnline() throws {
-        let admin = try Connection(url: Self.adminURL)
-        try admin.executeScript("ALTER DATABASE \(name) ALLOW_CONNECTIONS true")
-    }
+    func bringOnline() throws { try TestCluster.bringOnline(name) }
 
     /// A `Database` for this test database with the route options but no role check (the test
     /// cluster's URL is the superuser's).
@@ -62,10 +36,7 @@ struct TestDatabase {
 
     /// This database's URL as `role` (with its password).
     func url(role: String, password: String) -> String {
-        guard var components = URLComponents(string: url) else { return url }
-        components.user = role
-        components.password = password
-        return components.string ?? url
+        TestCluster.url(forDatabase: name, user: role, password: password)
     }
 
     /// Runs `body` with a new login role (cluster-wide, so uniquely named) created with
@@ -74,7 +45,7 @@ struct TestDatabase {
     func withRole<T>(
         _ attributes: String = "", memberOf groups: [String] = [], _ body: (String) throws -> T
     ) throws -> T {
-        let role = "pgtest_role_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let role = TestCluster.uniqueName("pgtest_role_")
         let password = UUID().uuidString
         let admin = try Connection(url: Self.adminURL)
         // Identifiers cannot be parameters: the names are generated here; the password is bound.
@@ -93,7 +64,7 @@ struct TestDatabase {
 
     /// Runs `body` with a new NOLOGIN role created with `attributes`; drops it afterwards.
     func withGroupRole<T>(_ attributes: String, _ body: (String) throws -> T) throws -> T {
-        let role = "pgtest_group_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let role = TestCluster.uniqueName("pgtest_group_")
         let admin = try Connection(url: Self.adminURL)
         try admin.executeScript("CREATE ROLE \(role) NOLOGIN \(attributes)")
         defer { _ = try? admin.executeScript("DROP ROLE IF EXISTS \(role)") }
@@ -101,8 +72,5 @@ struct TestDatabase {
     }
 
     /// Ends every session on this database (as a server restart would).
-    func terminateSessions() throws {
-        let admin = try Connection(url: Self.adminURL)
-        try admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name])
-    }
+    func terminateSessions() throws { try TestCluster.terminateSessions(name) }
 }

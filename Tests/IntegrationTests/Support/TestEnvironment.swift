@@ -2,6 +2,7 @@ import Cryptography
 import Foundation
 import Integration
 import PostgreSQL
+import TestSupport
 
 /// Paths and services `scripts/test` provides: the test PostgreSQL cluster, built executables,
 /// nginx and the renderer of its config.
@@ -45,11 +46,7 @@ enum TestEnvironment {
     static func databaseURL(_ base: String, database: String, user: String? = nil, password: String? = nil)
         -> String
     {
-        guard var components = URLComponents(string: base) else { return base }
-        components.path = "/" + database
-        if let user { components.user = user }
-        if let password { components.password = password }
-        return components.string ?? base
+        TestCluster.url(forDatabase: database, user: user, password: password, base: base)
     }
 }
 
@@ -63,40 +60,18 @@ struct ServiceDatabase: Sendable {
             TestEnvironment.adminURL, database: name, user: "casehug_app", password: TestEnvironment.appPassword)
     }
 
-    private static let creation = NSLock()
-    nonisolated(unsafe) private static var template: String?
-
-    static func templateName() throws -> String {
-        creation.lock()
-        defer { creation.unlock() }
-        if let template { return template }
-        let name = "casehug_tmpl_" + randomSuffix()
-        let admin = try Connection(url: TestEnvironment.adminURL)
-        try admin.executeScript("CREATE DATABASE \(name)")
-        do {
-            let connection = try Connection(url: TestEnvironment.databaseURL(TestEnvironment.adminURL, database: name))
-            try Migrator(directory: TestEnvironment.migrationsDirectory).apply(on: connection)
-            try SchemaOwnership.verify(connection, owner: "casehug_owner")
-            // As casehug-admin does it: the server gets the SCRAM verifier, not the password.
-            let verifier = try connection.scramHashedPassword(TestEnvironment.appPassword, user: "casehug_app")
-            let statement = try connection.execute(
-                "SELECT format('ALTER ROLE casehug_app LOGIN PASSWORD %L', $1::text) AS sql", [verifier]
-            ).single().string("sql")
-            try connection.executeScript(statement)
-        }
-        template = name
-        return name
-    }
-
     static func create() throws -> ServiceDatabase {
-        let template = try templateName()
-        let name = "itest_" + randomSuffix()
-        creation.lock()
-        defer { creation.unlock() }
-        let admin = try Connection(url: TestEnvironment.adminURL)
-        // Names are generated from hex digits here; identifiers cannot be bound as parameters.
-        try admin.executeScript("CREATE DATABASE \(name) TEMPLATE \(template)")
-        return ServiceDatabase(name: name)
+        ServiceDatabase(
+            name: try TestCluster.createDatabase("itest_", template: "casehug") { connection in
+                try Migrator(directory: TestEnvironment.migrationsDirectory).apply(on: connection)
+                try SchemaOwnership.verify(connection, owner: "casehug_owner")
+                // As casehug-admin does it: the server gets the SCRAM verifier, not the password.
+                let verifier = try connection.scramHashedPassword(TestEnvironment.appPassword, user: "casehug_app")
+                let statement = try connection.execute(
+                    "SELECT format('ALTER ROLE casehug_app LOGIN PASSWORD %L', $1::text) AS sql", [verifier]
+                ).single().string("sql")
+                try connection.executeScript(statement)
+            })
     }
 
     static func with<T>(_ body: (ServiceDatabase) throws -> T) throws -> T {
@@ -105,28 +80,16 @@ struct ServiceDatabase: Sendable {
         return try body(database)
     }
 
-    func drop() {
-        guard let admin = try? Connection(url: TestEnvironment.adminURL) else { return }
-        _ = try? admin.executeScript("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-    }
+    func drop() { TestCluster.dropDatabase(name) }
 
     func admin() throws -> Connection { try Connection(url: adminURL) }
 
     /// Refuses new connections and cuts existing ones: a database outage as the service sees it.
-    func takeOffline() throws {
-        let admin = try Connection(url: TestEnvironment.adminURL)
-        try admin.executeScript("ALTER DATABASE \(name) ALLOW_CONNECTIONS false")
-        try admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name])
-    }
+    func takeOffline() throws { try TestCluster.takeOffline(name) }
 
-    func bringOnline() throws {
-        let admin = try Connection(url: TestEnvironment.adminURL)
-        try admin.executeScript("ALTER DATABASE \(name) ALLOW_CONNECTIONS true")
-    }
+    func bringOnline() throws { try TestCluster.bringOnline(name) }
 
-    static func randomSuffix() -> String {
-        UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-    }
+    static func randomSuffix() -> String { TestCluster.uniqueName("") }
 }
 
 /// Rows for a test, inserted as the cluster's superuser, which bypasses row-level security

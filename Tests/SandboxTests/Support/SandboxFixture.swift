@@ -2,6 +2,7 @@ import Basics
 import FastCGI
 import Foundation
 import PostgreSQL
+import TestSupport
 import Testing
 
 @testable import SmokeballSandbox
@@ -10,12 +11,7 @@ import Testing
 /// one registered partner and one firm account with a sign-in user, and helpers that call the
 /// sandbox handler the way nginx would.
 final class SandboxFixture: @unchecked Sendable {
-    static let adminURL: String = {
-        guard let url = ProcessInfo.processInfo.environment["TEST_ADMIN_DATABASE_URL"] else {
-            fatalError("TEST_ADMIN_DATABASE_URL is not set: run the tests with scripts/test")
-        }
-        return url
-    }()
+    static var adminURL: String { TestCluster.adminURL }
     static let repositoryRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let migrations = repositoryRoot.appendingPathComponent("migrations/sandbox").path
@@ -49,34 +45,11 @@ final class SandboxFixture: @unchecked Sendable {
 
     var handler: SandboxHandler { SandboxHandler(database: database, clock: { [unowned self] in self.now }) }
 
-    private static let creation = NSLock()
-    nonisolated(unsafe) private static var template: String?
-
-    static func url(for database: String) -> String {
-        guard var components = URLComponents(string: adminURL) else { return adminURL }
-        components.path = "/" + database
-        return components.string ?? adminURL
-    }
-
-    static func templateName() throws -> String {
-        creation.lock()
-        defer { creation.unlock() }
-        if let template { return template }
-        let name = "sandbox_tmpl_" + UUID().uuidString.lowercased().filter { $0 != "-" }
-        try Connection(url: adminURL).executeScript("CREATE DATABASE \(name)")
-        _ = try Migrator(directory: migrations).apply(on: try Connection(url: url(for: name)))
-        template = name
-        return name
-    }
+    static func url(for database: String) -> String { TestCluster.url(forDatabase: database) }
 
     init(rate: Double = 5, burst: Double = 5, accessTTL: Int = 3600, refreshTTL: Int = 2_592_000) throws {
-        let template = try Self.templateName()
-        databaseName = "sandbox_" + UUID().uuidString.lowercased().filter { $0 != "-" }
-        do {
-            Self.creation.lock()
-            defer { Self.creation.unlock() }
-            // Generated from hex digits: identifiers cannot be bound as parameters.
-            try Connection(url: Self.adminURL).executeScript("CREATE DATABASE \(databaseName) TEMPLATE \(template)")
+        databaseName = try TestCluster.createDatabase("sandbox_", template: "sandbox") { connection in
+            _ = try Migrator(directory: Self.migrations).apply(on: connection)
         }
         databaseURL = Self.url(for: databaseName)
         database = Database(url: databaseURL, options: .direct)
@@ -97,7 +70,7 @@ final class SandboxFixture: @unchecked Sendable {
 
     deinit {
         database.disconnect()
-        _ = try? Connection(url: Self.adminURL).executeScript("DROP DATABASE IF EXISTS \(databaseName) WITH (FORCE)")
+        TestCluster.dropDatabase(databaseName)
     }
 
     // MARK: Calling the handler
