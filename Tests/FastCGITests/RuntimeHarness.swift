@@ -1,13 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
     import Glibc
 #endif
-
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-}
 
 /// Locates the built `hello` executable and the `cgi-fcgi` client.
 enum RuntimeTools {
@@ -39,7 +36,7 @@ enum RuntimeTools {
             }
         }
         throw HarnessError(
-            description: "hello executable not found (set BIN_DIR or run `swift build --build-tests`); looked in "
+            "hello executable not found (set BIN_DIR or run `swift build --build-tests`); looked in "
                 + directories.map(\.path).joined(separator: ", "))
     }
 
@@ -49,56 +46,8 @@ enum RuntimeTools {
             let candidate = "\(directory)/cgi-fcgi"
             if FileManager.default.isExecutableFile(atPath: candidate) { return URL(fileURLWithPath: candidate) }
         }
-        throw HarnessError(description: "cgi-fcgi not found: install Debian package libfcgi-bin")
+        throw HarnessError("cgi-fcgi not found: install Debian package libfcgi-bin")
     }
-}
-
-/// A fresh, short temp directory (Unix socket paths are limited to 108 bytes).
-func makeTemporaryDirectory() throws -> URL {
-    var template = Array("/tmp/fcgi-test-XXXXXX".utf8CString)
-    guard let created = mkdtemp(&template) else {
-        throw HarnessError(description: "mkdtemp failed (errno \(errno))")
-    }
-    return URL(fileURLWithPath: String(cString: created))
-}
-
-/// Polls `condition` every 20 ms until it holds or `timeout` passes.
-func waitFor(_ timeout: Duration, _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try condition()
-}
-
-/// Direct children of `pid` (the master's pre-forked workers).
-func childPIDs(of pid: pid_t) -> Set<pid_t> {
-    if let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8) {
-        return Set(text.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) })
-    }
-    // Kernels without CONFIG_PROC_CHILDREN: scan every process's parent pid.
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    var result: Set<pid_t> = []
-    for entry in entries {
-        guard let candidate = pid_t(entry),
-            let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { continue }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        if fields.count > 1, pid_t(fields[1]) == pid { result.insert(candidate) }
-    }
-    return result
-}
-
-/// Whether `pid` no longer runs: gone from /proc, or a zombie nobody has reaped yet (an orphan's
-/// new parent may be a container's init that never reaps).
-func hasExited(_ pid: pid_t) -> Bool {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-        let close = stat.lastIndex(of: ")")
-    else { return true }
-    let state = stat[stat.index(after: close)...].split(separator: " ").first
-    return state == "Z" || state == "X"
 }
 
 /// A Unix socket bound at `path` by this test process (another "instance"), listening or not.
@@ -107,7 +56,7 @@ final class TestSocket {
 
     init(path: String, listening: Bool) throws {
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError(description: "socket failed (errno \(errno))") }
+        guard fd >= 0 else { throw HarnessError("socket failed (errno \(errno))") }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
@@ -121,7 +70,7 @@ final class TestSocket {
         }
         guard bound == 0, !listening || listen(fd, 4) == 0 else {
             close(fd)
-            throw HarnessError(description: "bind/listen \(path) failed (errno \(errno))")
+            throw HarnessError("bind/listen \(path) failed (errno \(errno))")
         }
     }
 
@@ -140,7 +89,7 @@ final class HelloProcess {
         arguments: [String]? = nil, workers: Int = 2, extraArguments: [String] = [],
         environment: [String: String] = [:]
     ) throws {
-        directory = try makeTemporaryDirectory()
+        directory = try Processes.temporaryDirectory(prefix: "fcgi-test")
         socketPath = directory.appendingPathComponent("hello.sock").path
         stderrURL = directory.appendingPathComponent("stderr.log")
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
@@ -173,25 +122,25 @@ final class HelloProcess {
 
     /// Waits until the socket exists and every worker has been forked.
     func waitUntilReady(workers: Int = 2) async throws {
-        let socketReady = await waitFor(.seconds(5)) { FileManager.default.fileExists(atPath: socketPath) }
+        let socketReady = await Processes.poll(.seconds(5)) { FileManager.default.fileExists(atPath: socketPath) }
         guard socketReady else {
-            throw HarnessError(description: "socket \(socketPath) did not appear; stderr: \(stderr)")
+            throw HarnessError("socket \(socketPath) did not appear; stderr: \(stderr)")
         }
-        let workersReady = await waitFor(.seconds(5)) { childPIDs(of: pid).count == workers }
-        guard workersReady else { throw HarnessError(description: "workers did not start; stderr: \(stderr)") }
+        let workersReady = await Processes.poll(.seconds(5)) { Processes.childPIDs(of: pid).count == workers }
+        guard workersReady else { throw HarnessError("workers did not start; stderr: \(stderr)") }
     }
 
     func waitForExit(_ timeout: Duration) async -> Bool {
-        await waitFor(timeout) { !process.isRunning }
+        await Processes.poll(timeout) { !process.isRunning }
     }
 
     /// Stops the master and its workers whatever state they are in, and removes the directory.
     func terminate() async {
         if process.isRunning {
-            let workers = childPIDs(of: pid)
+            let workers = Processes.childPIDs(of: pid)
             kill(pid, SIGTERM)
             if !(await waitForExit(.seconds(3))) {
-                for worker in workers.union(childPIDs(of: pid)) { kill(worker, SIGKILL) }
+                for worker in workers.union(Processes.childPIDs(of: pid)) { kill(worker, SIGKILL) }
                 kill(pid, SIGKILL)
                 _ = await waitForExit(.seconds(5))
             }
@@ -231,10 +180,10 @@ struct FastCGIExchange {
         client.standardOutput = try FileHandle(forWritingTo: output)
         client.standardError = FileHandle.nullDevice
         try client.run()
-        guard await waitFor(.seconds(15), { !client.isRunning }) else {
+        guard await Processes.poll(.seconds(15), { !client.isRunning }) else {
             kill(client.processIdentifier, SIGKILL)
-            _ = await waitFor(.seconds(2)) { !client.isRunning }
-            throw HarnessError(description: "cgi-fcgi did not finish within 15 s")
+            _ = await Processes.poll(.seconds(2)) { !client.isRunning }
+            throw HarnessError("cgi-fcgi did not finish within 15 s")
         }
         return FastCGIExchange(
             exitStatus: client.terminationStatus, output: Array(try Data(contentsOf: output)))

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,7 +13,7 @@ struct RuntimeProcessTests {
 
     static func socketStat(_ path: String) throws -> stat {
         var info = stat()
-        guard lstat(path, &info) == 0 else { throw HarnessError(description: "lstat \(path) failed (errno \(errno))") }
+        guard lstat(path, &info) == 0 else { throw HarnessError("lstat \(path) failed (errno \(errno))") }
         return info
     }
 
@@ -78,17 +79,17 @@ struct RuntimeProcessTests {
         let server = try HelloProcess(workers: 2)
         do {
             try await server.waitUntilReady()
-            let before = childPIDs(of: server.pid)
+            let before = Processes.childPIDs(of: server.pid)
             try #require(before.count == 2)
             let victim = try #require(before.min())
             #expect(kill(victim, SIGKILL) == 0)
-            let replaced = await waitFor(.seconds(10)) {
-                let now = childPIDs(of: server.pid)
+            let replaced = await Processes.poll(.seconds(10)) {
+                let now = Processes.childPIDs(of: server.pid)
                 return now.count == 2 && !now.contains(victim)
             }
-            #expect(replaced, "children now: \(childPIDs(of: server.pid)); stderr: \(server.stderr)")
+            #expect(replaced, "children now: \(Processes.childPIDs(of: server.pid)); stderr: \(server.stderr)")
             #expect(server.process.isRunning)
-            let exited = await waitFor(.seconds(5)) {
+            let exited = await Processes.poll(.seconds(5)) {
                 server.events("worker_exited").contains { ($0["worker_pid"] as? Int) == Int(victim) }
             }
             #expect(exited)
@@ -108,7 +109,7 @@ struct RuntimeProcessTests {
         let server = try HelloProcess(workers: 2)
         do {
             try await server.waitUntilReady()
-            let workers = childPIDs(of: server.pid)
+            let workers = Processes.childPIDs(of: server.pid)
             let exchange = try await FastCGIExchange.send(
                 socket: server.socketPath, params: Self.helloParams, in: server.directory)
             #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
@@ -120,7 +121,7 @@ struct RuntimeProcessTests {
             #expect(server.process.terminationStatus == 0)
             #expect(!FileManager.default.fileExists(atPath: server.socketPath))
             // The workers went with it.
-            let workersGone = await waitFor(.seconds(5)) { workers.allSatisfy { kill($0, 0) != 0 } }
+            let workersGone = await Processes.poll(.seconds(5)) { workers.allSatisfy { kill($0, 0) != 0 } }
             #expect(workersGone)
 
             #expect(server.stderr.contains(#""event":"stopped""#))
@@ -150,7 +151,7 @@ struct RuntimeProcessTests {
                     "QUERY_STRING": "token=SECRET", "HTTP_X_REQUEST_ID": "log-line-1",
                 ], in: server.directory)
             #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))
-            let logged = await waitFor(.seconds(5)) {
+            let logged = await Processes.poll(.seconds(5)) {
                 server.events("request").contains { $0["request_id"] as? String == "log-line-1" }
             }
             try #require(logged, "no request log line; stderr: \(server.stderr)")
@@ -170,7 +171,7 @@ struct RuntimeProcessTests {
         let server = try HelloProcess(workers: 4)
         do {
             try await server.waitUntilReady(workers: 4)
-            let workers = childPIDs(of: server.pid)
+            let workers = Processes.childPIDs(of: server.pid)
             #expect(kill(server.pid, SIGTERM) == 0)
             let started = ContinuousClock.now
             let exited = await server.waitForExit(.seconds(15))
@@ -179,7 +180,7 @@ struct RuntimeProcessTests {
             // A worker that missed the signal would be killed after the supervisor's grace period.
             #expect(server.events("worker_killed").isEmpty, "stderr: \(server.stderr)")
             #expect(server.process.terminationStatus == 0)
-            #expect(workers.allSatisfy(hasExited))
+            #expect(workers.allSatisfy(Processes.hasExited))
         }
         await server.terminate()
     }
@@ -205,13 +206,13 @@ struct RuntimeProcessTests {
         let server = try HelloProcess(workers: 2)
         do {
             try await server.waitUntilReady()
-            let workers = childPIDs(of: server.pid)
+            let workers = Processes.childPIDs(of: server.pid)
             try #require(workers.count == 2)
             #expect(kill(server.pid, SIGKILL) == 0)
             _ = await server.waitForExit(.seconds(5))
-            let gone = await waitFor(.seconds(10)) { workers.allSatisfy(hasExited) }
-            #expect(gone, "orphaned workers still running: \(workers.filter { !hasExited($0) })")
-            for worker in workers where !hasExited(worker) { kill(worker, SIGKILL) }
+            let gone = await Processes.poll(.seconds(10)) { workers.allSatisfy(Processes.hasExited) }
+            #expect(gone, "orphaned workers still running: \(workers.filter { !Processes.hasExited($0) })")
+            for worker in workers where !Processes.hasExited(worker) { kill(worker, SIGKILL) }
         }
         await server.terminate()
     }
@@ -240,14 +241,14 @@ struct RuntimeProcessTests {
     }
 
     @Test func aStaleSocketFileIsReplaced() async throws {
-        let directory = try makeTemporaryDirectory()
+        let directory = try Processes.temporaryDirectory(prefix: "fcgi-test")
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("stale.sock").path
         // Bound but never listening, then closed: what a crashed instance leaves behind.
         _ = try TestSocket(path: path, listening: false)
         let server = try HelloProcess(arguments: ["--socket", path, "--workers", "1"])
         do {
-            let ready = await waitFor(.seconds(5)) { childPIDs(of: server.pid).count == 1 }
+            let ready = await Processes.poll(.seconds(5)) { Processes.childPIDs(of: server.pid).count == 1 }
             try #require(ready, "stderr: \(server.stderr)")
             let exchange = try await FastCGIExchange.send(socket: path, params: Self.helloParams, in: directory)
             #expect(exchange.text.hasPrefix("Status: 200 OK\r\n"))

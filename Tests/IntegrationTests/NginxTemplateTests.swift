@@ -1,5 +1,6 @@
 import Foundation
 import HTTPClient
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -26,24 +27,24 @@ import Testing
                 .appendingPathComponent("casehug-nginx-" + ServiceDatabase.randomSuffix())
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             if geteuid() == 0 { chmod(directory.path, 0o755) }
-            port = try RunningService.freePort()
-            sandboxPort = try RunningService.freePort()
-            try RunningService.runTool(
+            port = try Processes.freePort()
+            sandboxPort = try Processes.freePort()
+            try Processes.runTool(
                 TestEnvironment.renderNginx,
                 [
                     "--prefix", prefix, "--listen", "127.0.0.1:\(port)", "--sockets",
                     directory.appendingPathComponent("sockets").path, "--routes", "status callback",
                     "--sandbox-listen", "127.0.0.1:\(sandboxPort)",
                 ])
-            try RunningService.runTool(
+            try Processes.runTool(
                 TestEnvironment.nginx, ["-p", prefix, "-c", prefix + "/nginx.conf", "-e", errorLog])
-            try RunningService.waitFor("nginx on port \(port)") {
+            try Processes.waitFor("nginx on port \(port)") {
                 (try? self.send("GET", "/healthz").status) == 200
             }
         }
 
         deinit {
-            _ = try? RunningService.runTool(
+            _ = try? Processes.runTool(
                 TestEnvironment.nginx, ["-p", prefix, "-c", prefix + "/nginx.conf", "-s", "stop", "-e", errorLog])
             try? FileManager.default.removeItem(at: directory)
         }
@@ -137,7 +138,7 @@ import Testing
         // A location without secrets still logs the failure (so the log is being written).
         _ = try nginx.send("GET", "/api/v1/integrations/smokeball/status?probe=VISIBLE")
         var log = ""
-        try RunningService.waitFor("the status failure in the error log") {
+        try Processes.waitFor("the status failure in the error log") {
             log = (try? String(contentsOfFile: nginx.errorLog, encoding: .utf8)) ?? ""
             return log.contains("probe=VISIBLE")
         }

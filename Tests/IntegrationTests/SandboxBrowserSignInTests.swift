@@ -2,6 +2,7 @@ import Basics
 import Cryptography
 import Foundation
 import HTTPClient
+import TestSupport
 import Testing
 
 /// The sandbox's sign-in page in a real browser (headless Chromium driven by Selenium): the
@@ -23,7 +24,7 @@ import Testing
             routes: ["status"], databaseURL: database.appURL, sandboxDatabaseURL: store.url)
         defer { service.stop() }
         // The callback: another loopback port, so another origin than the sandbox's.
-        let redirectURI = "http://127.0.0.1:\(try RunningService.freePort())/callback"
+        let redirectURI = "http://127.0.0.1:\(try Processes.freePort())/callback"
         let client = try service.send(
             "POST", "/_sandbox/clients",
             body: SandboxEndToEndTests.json([
@@ -64,7 +65,7 @@ import Testing
         ).path
         let output: String
         do {
-            output = try RunningService.runTool(
+            output = try Processes.runTool(
                 "/usr/bin/python3", [script, authorizeURL, redirectURI, work],
                 environment: [
                     "PATH": "/usr/bin:/bin", "HOME": work, "SIGNIN_EMAIL": Self.email, "SIGNIN_PASSWORD": Self.password,

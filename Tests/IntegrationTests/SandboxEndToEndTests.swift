@@ -3,6 +3,7 @@ import Cryptography
 import Foundation
 import HTTPClient
 import PostgreSQL
+import TestSupport
 import Testing
 
 /// The Smokeball sandbox as the service will meet it: its own executable with several worker
@@ -188,7 +189,7 @@ import Testing
             let cleared = try service.send("DELETE", "/_sandbox/faults", base: service.sandboxURL)
             #expect(cleared.status == 204)
             var answered: HTTPResponse?
-            try RunningService.waitFor("the sandbox to answer again") {
+            try Processes.waitFor("the sandbox to answer again") {
                 answered = try? service.send("GET", "/firm", headers: headers, base: service.sandboxURL)
                 return answered?.status == 401
             }
@@ -208,7 +209,7 @@ import Testing
             #expect(token.status == 502)
             Self.expectProblemDetails(token, status: 502)
             _ = try service.send("DELETE", "/_sandbox/faults", base: service.sandboxURL)
-            try RunningService.waitFor("the token endpoint to answer again") {
+            try Processes.waitFor("the token endpoint to answer again") {
                 let answer = try? service.send(
                     "POST", "/oauth2/token", body: form, contentType: "application/x-www-form-urlencoded",
                     base: service.sandboxURL)

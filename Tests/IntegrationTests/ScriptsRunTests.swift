@@ -1,5 +1,6 @@
 import Foundation
 import PostgreSQL
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -129,8 +130,8 @@ import Testing
         let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/run").path
         let environment = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
-            "PORT": String(try RunningService.freePort()), "SANDBOX_PORT": String(try RunningService.freePort()),
-            "RUN_PG_PORT": String(try RunningService.freePort()), "CASEHUG_DATA_DIR": data,
+            "PORT": String(try Processes.freePort()), "SANDBOX_PORT": String(try Processes.freePort()),
+            "RUN_PG_PORT": String(try Processes.freePort()), "CASEHUG_DATA_DIR": data,
             "CASEHUG_BIN_DIR": TestEnvironment.binDirectory,
         ]
         let watcher = CommandLineWatcher()
@@ -139,12 +140,12 @@ import Testing
         defer {
             if !stopped {
                 _ = watcher.stop()
-                _ = try? RunningService.runTool(script, ["--stop"], environment: environment)
+                _ = try? Processes.runTool(script, ["--stop"], environment: environment)
             }
             try? FileManager.default.removeItem(atPath: data)
         }
         let started = Date()
-        try RunningService.runTool(script, ["--detach"], environment: environment)
+        try Processes.runTool(script, ["--detach"], environment: environment)
         print(
             "scripts/run --detach (debug build, fresh cluster): \(String(format: "%.1f", Date().timeIntervalSince(started))) s"
         )
@@ -165,7 +166,7 @@ import Testing
 
         // While it is up, and through its stop.
         watcher.scan()
-        try RunningService.runTool(script, ["--stop"], environment: environment)
+        try Processes.runTool(script, ["--stop"], environment: environment)
         let seen = watcher.stop()
         stopped = true
 

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPClient
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -72,7 +73,7 @@ import Testing
             // One JSON log line per request, with no token or query string in it. A worker writes
             // its line after the answer has gone out, so give the last one a moment to land.
             var lines: [String] = []
-            try? RunningService.waitFor("four request log lines", timeout: 5) {
+            try? Processes.waitFor("four request log lines", timeout: 5) {
                 lines = stack.service.logLines("status").filter { $0.contains(#""event":"request""#) }
                 return lines.count >= 4
             }
@@ -126,7 +127,7 @@ import Testing
             #expect(try stack.seed.settingsJSON(firm: stack.firm) == nil)
             // The oversize request never reached the route: once the later 415 is logged, there
             // is still no line for a 413.
-            try RunningService.waitFor("the 415 log line", timeout: 5) {
+            try Processes.waitFor("the 415 log line", timeout: 5) {
                 stack.service.logLines("status").contains { $0.contains(#""status":415"#) }
             }
             let lines = stack.service.logLines("status").filter { $0.contains(#""status":413"#) }
@@ -167,7 +168,7 @@ import Testing
             #expect(before.count == 2)
             let victim = try #require(before.first)
             kill(victim, SIGKILL)
-            try RunningService.waitFor("a replacement worker") {
+            try Processes.waitFor("a replacement worker") {
                 let now = stack.service.workerPIDs("status")
                 return now.count == 2 && !now.contains(victim)
             }

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPClient
+import TestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -41,8 +42,8 @@ final class RunningService {
             "DATABASE_URL": databaseURL, "CASEHUG_JWT_SECRET": TestEnvironment.jwtSecret,
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
         ]
-        port = try Self.freePort()
-        sandboxPort = sandboxDatabaseURL == nil ? nil : try Self.freePort()
+        port = try Processes.freePort()
+        sandboxPort = sandboxDatabaseURL == nil ? nil : try Processes.freePort()
         nginxConfig = directory.appendingPathComponent("nginx/nginx.conf").path
         do {
             for name in names { try startRoute(name, workers: workers) }
@@ -56,8 +57,8 @@ final class RunningService {
                     extraEnvironment: ["SANDBOX_DATABASE_URL": sandboxDatabaseURL])
                 render += ["--sandbox-listen", "127.0.0.1:\(sandboxPort)"]
             }
-            try Self.runTool(TestEnvironment.renderNginx, render)
-            try Self.runTool(
+            try Processes.runTool(TestEnvironment.renderNginx, render)
+            try Processes.runTool(
                 TestEnvironment.nginx,
                 [
                     "-p", directory.appendingPathComponent("nginx").path, "-c", nginxConfig, "-e",
@@ -84,7 +85,7 @@ final class RunningService {
         process.environment = environment.merging(extraEnvironment) { $1 }
         let log = directory.appendingPathComponent("logs/\(name).log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
-            throw HarnessError(message: "cannot create \(log.path)")
+            throw HarnessError("cannot create \(log.path)")
         }
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()
@@ -93,7 +94,7 @@ final class RunningService {
         try process.run()
         routes[name] = process
         logs[name] = log
-        try Self.waitFor("socket \(name)") { FileManager.default.fileExists(atPath: socket) }
+        try Processes.waitFor("socket \(name)") { FileManager.default.fileExists(atPath: socket) }
     }
 
     /// The JSON lines a route wrote to stderr so far.
@@ -104,7 +105,7 @@ final class RunningService {
 
     func stop() {
         if FileManager.default.fileExists(atPath: nginxConfig) {
-            _ = try? Self.runTool(
+            _ = try? Processes.runTool(
                 TestEnvironment.nginx,
                 [
                     "-p", directory.appendingPathComponent("nginx").path, "-c", nginxConfig, "-s", "stop", "-e",
@@ -140,78 +141,10 @@ final class RunningService {
     }
 
     private func waitUntilServing() throws {
-        try Self.waitFor("nginx on port \(port)") {
+        try Processes.waitFor("nginx on port \(port)") {
             (try? self.send("GET", "/healthz").status) == 200
         }
     }
-
-    static func waitFor(_ what: String, timeout: Double = 10, _ condition: () -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if condition() { return }
-            usleep(20_000)
-        }
-        throw HarnessError(message: "timed out waiting for \(what)")
-    }
-
-    /// Runs a short-lived tool to completion and returns its output. posix_spawn and waitpid
-    /// rather than Foundation's Process: nginx daemonizes, and Process left its parent a zombie
-    /// that waitUntilExit never noticed.
-    /// `environment` replaces the test process's own when given.
-    @discardableResult
-    static func runTool(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> String {
-        let outputPath = NSTemporaryDirectory() + "casehug-tool-" + ServiceDatabase.randomSuffix() + ".log"
-        defer { unlink(outputPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let envp = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
-        defer { envp?.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned =
-            if let envp { posix_spawn(&pid, path, &actions, nil, argv, envp) } else {
-                posix_spawn(&pid, path, &actions, nil, argv, environ)
-            }
-        guard spawned == 0 else { throw HarnessError(message: "cannot start \(path): errno \(spawned)") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 {
-            guard errno == EINTR else { throw HarnessError(message: "waitpid failed for \(path)") }
-        }
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        // WIFEXITED and WEXITSTATUS are macros Swift cannot import.
-        let exitedCleanly = status & 0x7f == 0 && (status >> 8) & 0xff == 0
-        guard exitedCleanly else { throw HarnessError(message: "\(path) failed (status \(status)): \(text)") }
-        return text
-    }
-
-    /// A loopback TCP port nothing listens on right now.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        guard bound == 0 else { throw HarnessError(message: "cannot bind a probe socket") }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-}
-
-struct HarnessError: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
 }
 
 extension HTTPResponse {
