@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(name: "casehug-admin", dependencies: ["Integration"]),
         .executableTarget(name: "smokeball-sandbox", dependencies: ["FastCGI", "SmokeballSandbox"]),
         // bytea throughput of the PostgreSQL layer (scripts/bench bytea).
-        .executableTarget(name: "pg-bench", dependencies: ["PostgreSQL"]),
+        .executableTarget(name: "pg-bench", dependencies: ["Basics", "PostgreSQL"]),
 
         // What several test targets share: the scratch cluster's throwaway databases, seeded
         // generators for fuzzing.

@@ -85,25 +85,52 @@ private final class Sink {
         bytes.append(UInt8(ascii: ":"))
     }
 
+    /// Scalars are told apart by comparing metatypes, a pointer compare each: a conditional cast
+    /// (`as? String`) per value cost more than writing the whole answer.
     func encodeValue<T: Encodable>(_ value: T) throws {
-        switch value {
-        case let text as String: JSONWriter.writeString(text, to: &bytes)
-        case let flag as Bool: bytes.append(contentsOf: (flag ? "true" : "false").utf8)
-        case let number as Int: bytes.append(contentsOf: String(number).utf8)
-        case let number as Int64: bytes.append(contentsOf: String(number).utf8)
-        case let number as Double: try JSONWriter.writeDouble(number, to: &bytes)
-        case let number as Float: try JSONWriter.writeDouble(Double(number), to: &bytes)
-        case let number as any BinaryInteger: bytes.append(contentsOf: "\(number)".utf8)
-        case let date as Date: JSONWriter.writeString(Timestamp.iso8601(date), to: &bytes)
-        case let uuid as UUID: JSONWriter.writeString(uuid.uuidString.lowercased(), to: &bytes)
-        case let dictionary as SortedKeysEncodable: try dictionary.encodeSorted(into: self)
-        default:
+        if T.self == String.self {
+            JSONWriter.writeString(unsafeBitCast(value, to: String.self), to: &bytes)
+        } else if T.self == Bool.self {
+            bytes.append(contentsOf: (unsafeBitCast(value, to: Bool.self) ? "true" : "false").utf8)
+        } else if T.self == Int.self {
+            bytes.append(contentsOf: String(unsafeBitCast(value, to: Int.self)).utf8)
+        } else if T.self == UUID.self {
+            JSONWriter.writeString(unsafeBitCast(value, to: UUID.self).uuidString.lowercased(), to: &bytes)
+        } else if T.self == Date.self {
+            JSONWriter.writeString(Timestamp.iso8601(unsafeBitCast(value, to: Date.self)), to: &bytes)
+        } else if T.self == Double.self {
+            try JSONWriter.writeDouble(unsafeBitCast(value, to: Double.self), to: &bytes)
+        } else if T.self == Float.self {
+            try JSONWriter.writeDouble(Double(unsafeBitCast(value, to: Float.self)), to: &bytes)
+        } else if let text = Self.integerText(value) {
+            bytes.append(contentsOf: text.utf8)
+        } else if let dictionary = value as? SortedKeysEncodable {
+            try dictionary.encodeSorted(into: self)
+        } else {
             let depth = frames.count
             let start = bytes.count
             try value.encode(to: StreamEncoder(sink: self, depth: depth))
             close(downTo: depth)
             // A value that asked for no container encodes as an empty object, as JSONEncoder does.
             if bytes.count == start { bytes.append(contentsOf: "{}".utf8) }
+        }
+    }
+}
+
+extension Sink {
+    /// The other integer types, by metatype too (their own `encode(to:)` would come back here).
+    static func integerText<T>(_ value: T) -> String? {
+        switch T.self {
+        case is Int64.Type: String(unsafeBitCast(value, to: Int64.self))
+        case is Int32.Type: String(unsafeBitCast(value, to: Int32.self))
+        case is Int16.Type: String(unsafeBitCast(value, to: Int16.self))
+        case is Int8.Type: String(unsafeBitCast(value, to: Int8.self))
+        case is UInt.Type: String(unsafeBitCast(value, to: UInt.self))
+        case is UInt64.Type: String(unsafeBitCast(value, to: UInt64.self))
+        case is UInt32.Type: String(unsafeBitCast(value, to: UInt32.self))
+        case is UInt16.Type: String(unsafeBitCast(value, to: UInt16.self))
+        case is UInt8.Type: String(unsafeBitCast(value, to: UInt8.self))
+        default: nil
         }
     }
 }

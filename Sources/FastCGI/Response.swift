@@ -37,9 +37,32 @@ public struct Response: Sendable {
 
     /// The error answer every route gives: `{"error": {"code", "message"}, "request_id"}`.
     public static func error(_ error: HTTPError, requestID: String) -> Response {
-        json(
-            ["error": ["code": error.code, "message": error.message], "request_id": requestID],
-            status: error.status, headers: error.headers)
+        var response =
+            (try? json(encoding: ErrorAnswer(error: error, requestID: requestID), status: error.status))
+            ?? Response(status: error.status)
+        response.headers += error.headers
+        return response
+    }
+
+    /// `{"error": {"code", "message"}, "request_id"}`.
+    struct ErrorAnswer: Encodable {
+        struct Detail: Encodable {
+            let code: String
+            let message: String
+        }
+
+        let error: Detail
+        let requestID: String
+
+        init(error: HTTPError, requestID: String) {
+            self.error = Detail(code: error.code, message: error.message)
+            self.requestID = requestID
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case error
+            case requestID = "request_id"
+        }
     }
 
     public func header(_ name: String) -> String? {

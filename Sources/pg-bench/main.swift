@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import PostgreSQL
 
@@ -7,25 +8,27 @@ import PostgreSQL
 //
 //   DATABASE_URL=... pg-bench bytea [--mib N] [--rounds R]   (the URL holds a password: not an argument)
 
-func argument(_ name: String, default value: String) -> String {
-    let arguments = CommandLine.arguments
-    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return value }
-    return arguments[index + 1]
-}
-
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
     try body()
     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 }
 
-guard CommandLine.arguments.count > 1, CommandLine.arguments[1] == "bytea" else {
-    FileHandle.standardError.write(Data("usage: DATABASE_URL=... pg-bench bytea [--mib N] [--rounds R]\n".utf8))
+let usage = "usage: DATABASE_URL=... pg-bench bytea [--mib N] [--rounds R]\n"
+let mebibytes: Int
+let rounds: Int
+do throws(CommandLineOptions.UsageError) {
+    guard CommandLine.arguments.count > 1, CommandLine.arguments[1] == "bytea" else {
+        throw CommandLineOptions.UsageError(message: "pg-bench runs one benchmark: bytea")
+    }
+    let options = try CommandLineOptions(CommandLine.arguments.dropFirst(2), allowed: ["mib", "rounds"])
+    mebibytes = try options.integer("mib", in: 1...1024) ?? 8
+    rounds = try options.integer("rounds", in: 1...100) ?? 3
+} catch {
+    FileHandle.standardError.write(Data((error.message + "\n" + usage).utf8))
     exit(64)
 }
 let url = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? ""
-let mebibytes = Int(argument("--mib", default: "8")) ?? 8
-let rounds = Int(argument("--rounds", default: "3")) ?? 3
 
 do {
     let connection = try Connection(url: url, applicationName: "pg-bench")
