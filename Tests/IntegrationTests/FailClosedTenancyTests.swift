@@ -1,6 +1,7 @@
 import FastCGI
 import Foundation
 import PostgreSQL
+import TestSupport
 import Testing
 
 @testable import Integration
@@ -258,7 +259,7 @@ import Testing
             try blocker.execute("BEGIN")
             try blocker.execute("LOCK TABLE case_types IN ACCESS EXCLUSIVE MODE")
             let group = DispatchGroup()
-            let answers = LockedResponses()
+            let answers = Locked<[Int]>([])
             for (user, body) in [
                 (fixture.admin, #"{"case_type_mappings": {"asylum": "Asylum (custom)"}}"#),
                 (secondAdmin, #"{"case_type_mappings": {"adoption": "Adoption (custom)"}}"#),
@@ -274,7 +275,8 @@ import Testing
                             "authorization": "Bearer " + TestEnvironment.token(subject: user.uuidString),
                             "content-type": "application/json",
                         ], body: Array(body.utf8), requestID: "first-write")
-                    answers.append(respond(to: request, with: handler, log: Logger(route: "status")).0.status.code)
+                    let code = respond(to: request, with: handler, log: Logger(route: "status")).0.status.code
+                    answers.withLock { $0.append(code) }
                 }
             }
             // Both requests wait on a lock now: on case_types, or (with the fix) the second on the
@@ -282,7 +284,7 @@ import Testing
             #expect(try Self.waitForLockWaiters(database, atLeast: 2), "both writes should be waiting on a lock")
             try blocker.execute("COMMIT")
             group.wait()
-            #expect(answers.codes.sorted() == [200, 200])
+            #expect(answers.value.sorted() == [200, 200])
             let stored = try #require(try fixture.seed.settingsJSON(firm: fixture.firm))
             #expect(stored.contains("Asylum (custom)"))
             #expect(stored.contains("Adoption (custom)"))
@@ -300,22 +302,5 @@ import Testing
             Thread.sleep(forTimeInterval: 0.02)
         }
         return false
-    }
-}
-
-final class LockedResponses: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [Int] = []
-
-    func append(_ code: Int) {
-        lock.lock()
-        values.append(code)
-        lock.unlock()
-    }
-
-    var codes: [Int] {
-        lock.lock()
-        defer { lock.unlock() }
-        return values
     }
 }
