@@ -195,7 +195,7 @@ struct Contacts: APIResource {
                 ])
             try Events.record(
                 connection, account: caller.accountID, type: "contact.created", caller: caller,
-                payload: ContactDocument.eventPayload(id: id, versionID: versionID, contact: contact))
+                payload: try ContactDocument.payload(connection, id: id, account: caller.accountID))
         }
         return Accepted.link(request, id: id, path: "/contacts/\(id.uuidString.lowercased())")
     }

@@ -76,11 +76,27 @@ struct Matters: APIResource {
         m.doc->>'leadOpenedDate' AS lead_opened_date, m.doc->>'leadClosedDate' AS lead_closed_date,
         m.doc->>'leadClosedReason' AS lead_closed_reason, m.doc->>'personResponsibleStaffId' AS person_responsible,
         t.name AS type_name,
-        (SELECT string_agg(c.name, ' & ' ORDER BY array_position(m.client_ids, c.id)) FROM sb_contacts c
-         WHERE c.account_id = m.account_id AND c.id = ANY (m.client_ids)) AS client_names,
-        (SELECT string_agg(c.name, ' & ' ORDER BY array_position(m.other_side_ids, c.id)) FROM sb_contacts c
-         WHERE c.account_id = m.account_id AND c.id = ANY (m.other_side_ids)) AS other_side_names
+        (SELECT string_agg(\(titleName), ' & ' ORDER BY array_position(m.client_ids, c.id)) FROM sb_contacts c
+         WHERE c.account_id = m.account_id AND c.id = ANY (m.client_ids) AND \(titleName) <> '') AS client_names,
+        (SELECT string_agg(\(titleName), ' & ' ORDER BY array_position(m.other_side_ids, c.id)) FROM sb_contacts c
+         WHERE c.account_id = m.account_id AND c.id = ANY (m.other_side_ids) AND \(titleName) <> '') AS other_side_names
         """
+
+    /// What a contact `c` contributes to a matter's title: a person's last name (a person with
+    /// none: the name it has), a company's or trust's name; a group of people has none.
+    static let titleName = "coalesce(nullif(c.doc->'person'->>'lastName', ''), c.name)"
+
+    /// The matter as a webhook payload: its GET representation at this moment, whether or not
+    /// it is readable yet (a `*.created` event is recorded when the create is accepted).
+    static func payload(_ connection: Connection, id: UUID, account: UUID) throws -> [String: Any] {
+        let row = try connection.execute(
+            """
+            SELECT \(columns) FROM sb_matters m JOIN sb_matter_types t ON t.id = m.matter_type_id
+            WHERE m.id = $1 AND m.account_id = $2
+            """, [id, account]
+        ).single()
+        return Events.payload(try render(row, origin: ""))
+    }
 
     func list(_ request: Request, path: String, caller: APIServer.Caller) throws -> Response {
         let page = try Paging(request)
@@ -224,7 +240,8 @@ struct Matters: APIResource {
                 ["id": String($0), "href": origin + "/contacts/" + $0]
             }
         }
-        // Smokeball's title: number - clients - matter type - other side.
+        // Smokeball's title, computed and never written: number - client last names - matter
+        // type - other side last names, each part left out when missing; several names join with " & ".
         let title = [
             number, try row.optionalString("client_names"), try row.string("type_name"),
             try row.optionalString("other_side_names"),
@@ -451,17 +468,7 @@ struct Matters: APIResource {
     ) throws {
         try Events.record(
             connection, account: account, type: "error", caller: caller,
-            payload: ["resource": "matter", "id": id.uuidString.lowercased(), "operation": operation, "reason": reason])
-    }
-
-    static func summary(
-        id: UUID, number: String?, typeID: UUID, status: String, isLead: Bool, externalSystemID: String?
-    ) -> [String: Any] {
-        [
-            "id": id.uuidString.lowercased(), "number": number ?? NSNull(),
-            "matterTypeId": typeID.uuidString.lowercased(), "status": status, "isLead": isLead,
-            "externalSystemId": externalSystemID ?? NSNull(),
-        ]
+            payload: Events.error(message: reason, resourceName: "matter", resourceID: id))
     }
 
     // MARK: Create
@@ -546,9 +553,7 @@ struct Matters: APIResource {
                 ])
             try Events.record(
                 connection, account: caller.accountID, type: "matter.created", caller: caller,
-                payload: Self.summary(
-                    id: id, number: number, typeID: typeID, status: status, isLead: isLead,
-                    externalSystemID: externalSystemID))
+                payload: try Self.payload(connection, id: id, account: caller.accountID))
         }
         return Accepted.link(request, id: id, path: "/matters/" + id.uuidString.lowercased())
     }
@@ -690,8 +695,7 @@ struct Matters: APIResource {
                 SQLValue.json(String(decoding: try JSONWriter.encode(doc), as: UTF8.self)),
                 now,
             ])
-        let payload = Self.summary(
-            id: id, number: number, typeID: typeID, status: status, isLead: isLead, externalSystemID: externalSystemID)
+        let payload = try Self.payload(connection, id: id, account: account)
         try Events.record(connection, account: account, type: "matter.updated", caller: caller, payload: payload)
         // The lifecycle events besides the update itself, once per transition.
         for (transition, type) in [("Closed", "matter.closed"), ("Deleted", "matter.deleted")]

@@ -68,7 +68,10 @@ final class SandboxFixture: @unchecked Sendable {
         return name
     }
 
-    init(rate: Double = 5, burst: Double = 5, accessTTL: Int = 3600, refreshTTL: Int = 2_592_000) throws {
+    init(
+        rate: Double = 5, burst: Double = 5, accessTTL: Int = 3600, refreshTTL: Int = 2_592_000,
+        retryAfterHeader: Bool = false
+    ) throws {
         let template = try Self.templateName()
         databaseName = "sandbox_" + UUID().uuidString.lowercased().filter { $0 != "-" }
         do {
@@ -85,6 +88,7 @@ final class SandboxFixture: @unchecked Sendable {
                 "client_id": Self.clientID, "client_secret": Self.clientSecret, "api_key": Self.apiKey,
                 "redirect_uris": [Self.redirectURI], "rate_per_second": rate, "burst": burst,
                 "access_ttl_seconds": accessTTL, "refresh_ttl_seconds": refreshTTL,
+                "retry_after_header": retryAfterHeader,
             ])
         #expect(client.status.code == 201)
         let account = admin(
@@ -114,11 +118,11 @@ final class SandboxFixture: @unchecked Sendable {
     }
 
     /// A request to a URL the sandbox handed out (upload and download URLs): its path and query.
-    func call(_ method: String, url: String, body: [UInt8] = []) -> Response {
+    func call(_ method: String, url: String, headers: [String: String] = [:], body: [UInt8] = []) -> Response {
         let components = URLComponents(string: url)
         var query: [String: String] = [:]
         for item in components?.queryItems ?? [] { query[item.name] = item.value ?? "" }
-        return call(method, components?.path ?? url, query: query, body: body)
+        return call(method, components?.path ?? url, query: query, headers: headers, body: body)
     }
 
     func admin(_ method: String, _ path: String, _ body: [String: Any]? = nil) -> Response {
