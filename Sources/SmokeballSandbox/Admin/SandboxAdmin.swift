@@ -95,6 +95,23 @@ struct SandboxAdmin {
         return whole
     }
 
+    /// The firm user an admin call acts as (events' `userId`): `user_id` when given (a user of
+    /// the account, else 400), otherwise the account's first user by email (none: no userId).
+    static func firmUser(_ connection: Connection, _ accountID: UUID, _ body: [String: Any]) throws -> UUID? {
+        guard let raw = body["user_id"] else {
+            return try connection.execute(
+                "SELECT id FROM sb_users WHERE account_id = $1 ORDER BY email LIMIT 1", [accountID]
+            ).first?.uuid("id")
+        }
+        guard let text = raw as? String, let id = UUID(uuidString: text),
+            try connection.execute("SELECT 1 FROM sb_users WHERE id = $1 AND account_id = $2", [id, accountID])
+                .rowCount == 1
+        else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "user_id must name a user of the account")
+        }
+        return id
+    }
+
     /// The columns these land in are `integer`.
     static let positiveInt32 = 1...Int(Int32.max)
 

@@ -19,8 +19,11 @@ enum Events {
         "files.updated", "memo.created", "error", "noop",
     ]
 
+    /// `caller` nil: a firm user working in Smokeball itself (source `Smokeball`), `firmUser`.
+    /// The event's `userId` is the caller's user, or that firm user.
     static func record(
-        _ connection: Connection, account: UUID, type: String, caller: APIServer.Caller?, payload: [String: Any]
+        _ connection: Connection, account: UUID, type: String, caller: APIServer.Caller?, firmUser: UUID? = nil,
+        payload: [String: Any]
     ) throws {
         precondition(emitted.contains(type), "event type \(type) is not in Events.emitted")
         try connection.execute(
@@ -30,7 +33,8 @@ enum Events {
             """,
             [
                 account, type, caller == nil ? "Smokeball" : "API", caller?.requestID, caller?.clientID,
-                caller?.userID, SQLValue.json(String(decoding: try JSONWriter.encode(payload), as: UTF8.self)),
+                caller?.userID ?? firmUser,
+                SQLValue.json(String(decoding: try JSONWriter.encode(payload), as: UTF8.self)),
             ])
     }
 

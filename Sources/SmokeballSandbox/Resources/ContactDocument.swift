@@ -173,7 +173,7 @@ enum ContactDocument {
     }
 
     static func recordError(
-        _ connection: Connection, account: UUID, id: UUID, action: String, reason: String, caller: APIServer.Caller?
+        _ connection: Connection, account: UUID, id: UUID, reason: String, caller: APIServer.Caller?
     ) throws {
         try Events.record(
             connection, account: account, type: "error", caller: caller,
@@ -190,8 +190,8 @@ enum ContactDocument {
     /// event: `contact.deleted` when it becomes deleted, else `contact.updated`. With a write
     /// delay this runs when the update is due (see `PendingUpdate`).
     static func apply(
-        _ changes: Changes, to id: UUID, account: UUID, region: String, caller: APIServer.Caller?, now: Date,
-        connection: Connection
+        _ changes: Changes, to id: UUID, account: UUID, region: String, caller: APIServer.Caller?,
+        firmUser: UUID? = nil, now: Date, connection: Connection
     ) throws -> Outcome {
         let row = try connection.execute(
             """
@@ -225,6 +225,7 @@ enum ContactDocument {
         try Events.record(
             connection, account: account,
             type: updated.isDeleted && !current.isDeleted ? "contact.deleted" : "contact.updated", caller: caller,
+            firmUser: firmUser,
             payload: try payload(connection, id: id, account: account))
         return .applied(updated)
     }

@@ -176,8 +176,7 @@ struct Contacts: APIResource {
         try database.transaction { connection in
             if let reason = contact.laterFailure(region: caller.region) {
                 try ContactDocument.recordError(
-                    connection, account: caller.accountID, id: id, action: "create",
-                    reason: reason, caller: caller)
+                    connection, account: caller.accountID, id: id, reason: reason, caller: caller)
                 return
             }
             let versionID = UUID()

@@ -463,7 +463,7 @@ struct Matters: APIResource {
 
     /// The `error` event of a write Smokeball accepted but could not apply.
     static func recordFailure(
-        _ connection: Connection, account: UUID, id: UUID, operation: String, reason: String,
+        _ connection: Connection, account: UUID, id: UUID, reason: String,
         caller: APIServer.Caller?
     ) throws {
         try Events.record(
@@ -516,7 +516,7 @@ struct Matters: APIResource {
             }
             if let reason = try failure() {
                 try Self.recordFailure(
-                    connection, account: caller.accountID, id: id, operation: "create", reason: reason, caller: caller)
+                    connection, account: caller.accountID, id: id, reason: reason, caller: caller)
                 return
             }
             let options = type?.options ?? []
@@ -563,10 +563,11 @@ struct Matters: APIResource {
     /// Applies a partial update as Smokeball's processor would, in the caller's transaction.
     /// Throws 404 for a matter the account cannot see and 400 for what the spec calls unsupported;
     /// what only processing finds is recorded as an `error` event and changes nothing.
-    /// `caller` nil is a firm user working in Smokeball itself (events with source Smokeball).
+    /// `caller` nil is a firm user working in Smokeball itself (events with source Smokeball and
+    /// `firmUser` as their user).
     func apply(
         _ fields: [String: Field], to id: UUID, account: UUID, region: String, lockedContacts: Bool,
-        caller: APIServer.Caller?, connection: Connection
+        caller: APIServer.Caller?, firmUser: UUID? = nil, connection: Connection
     ) throws {
         guard
             let row = try connection.execute(
@@ -646,7 +647,7 @@ struct Matters: APIResource {
         }
         if let reason = try failure() {
             try Self.recordFailure(
-                connection, account: account, id: id, operation: "update", reason: reason, caller: caller)
+                connection, account: account, id: id, reason: reason, caller: caller)
             return
         }
 
@@ -696,11 +697,13 @@ struct Matters: APIResource {
                 now,
             ])
         let payload = try Self.payload(connection, id: id, account: account)
-        try Events.record(connection, account: account, type: "matter.updated", caller: caller, payload: payload)
+        try Events.record(
+            connection, account: account, type: "matter.updated", caller: caller, firmUser: firmUser, payload: payload)
         // The lifecycle events besides the update itself, once per transition.
         for (transition, type) in [("Closed", "matter.closed"), ("Deleted", "matter.deleted")]
         where status == transition && currentStatus != transition {
-            try Events.record(connection, account: account, type: type, caller: caller, payload: payload)
+            try Events.record(
+                connection, account: account, type: type, caller: caller, firmUser: firmUser, payload: payload)
         }
     }
 }

@@ -55,7 +55,7 @@ struct PendingUpdate {
                 caller: caller, now: now, connection: connection)
             if case .failed(let reason) = outcome {
                 try ContactDocument.recordError(
-                    connection, account: caller.accountID, id: id, action: "update", reason: reason, caller: caller)
+                    connection, account: caller.accountID, id: id, reason: reason, caller: caller)
             }
         }
     }
@@ -63,14 +63,13 @@ struct PendingUpdate {
     /// The `error` event of an update that was accepted but could not be applied, in the shape
     /// the resource's other error events have.
     func recordFailure(_ connection: Connection, reason: String, caller: APIServer.Caller) throws {
-        let operation = method == "DELETE" ? "delete" : "update"
         switch resource {
         case .matter:
             try Matters.recordFailure(
-                connection, account: caller.accountID, id: id, operation: operation, reason: reason, caller: caller)
+                connection, account: caller.accountID, id: id, reason: reason, caller: caller)
         case .contact:
             try ContactDocument.recordError(
-                connection, account: caller.accountID, id: id, action: operation, reason: reason, caller: caller)
+                connection, account: caller.accountID, id: id, reason: reason, caller: caller)
         }
     }
 

@@ -153,6 +153,33 @@ import Testing
         #expect(payloads("noop").first?.isEmpty == true)
     }
 
+    /// `userId` is the acting user: the one who signed in for a code-flow token; for a
+    /// client-credentials token the `UserId` header when it names a user of the account;
+    /// otherwise none.
+    @Test func theUserIdIsTheActingUser() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let user = try Connection(url: fixture.databaseURL).execute(
+            "SELECT id::text AS id FROM sb_users WHERE account_id = $1", [fixture.accountID]
+        ).single().string("id")
+        let service = try #require(
+            F.json(fixture.token([("grant_type", "client_credentials")]))["access_token"] as? String)
+        let contacts = "/\(fixture.accountID.uuidString.lowercased())/contacts"
+        let body = F.jsonBytes(["person": ["lastName": "Acted"]])
+        func create(_ token: String, path: String, userID: String?) {
+            var headers = [
+                "x-api-key": F.apiKey, "authorization": "Bearer " + token, "content-type": "application/json",
+            ]
+            if let userID { headers["userid"] = userID }
+            #expect(fixture.call("POST", path, headers: headers, body: body).status == .accepted)
+        }
+        create(access, path: "/contacts", userID: nil)
+        create(service, path: contacts, userID: user)
+        create(service, path: contacts, userID: nil)
+        create(service, path: contacts, userID: UUID().uuidString)
+        #expect(try fixture.events().map(\.userID) == [user, user, nil, nil])
+    }
+
     /// The schemas are not a formality: the old shapes and a few plausible mistakes fail them.
     @Test func wrongBodiesFailTheSchemas() throws {
         let accountID = UUID().uuidString.lowercased()

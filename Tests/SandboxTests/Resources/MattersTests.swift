@@ -660,11 +660,19 @@ import Testing
         #expect(events.map(\.type) == ["matter.updated", "matter.closed"])
         #expect(events.allSatisfy { $0.source == "Smokeball" && $0.requestID == nil && $0.clientID == nil })
         #expect(events.allSatisfy { $0.payload["id"] as? String == id })
+        // A firm user acts: the account's user, or the one named.
+        let user = try Connection(url: fixture.databaseURL).execute(
+            "SELECT id::text AS id FROM sb_users WHERE account_id = $1", [fixture.accountID]
+        ).single().string("id")
+        #expect(events.allSatisfy { $0.userID == user })
+        #expect(fixture.admin("POST", path, ["status": "Open", "user_id": user]).status == .ok)
+        #expect(try Self.events(fixture).last?.userID == user)
 
         #expect(fixture.admin("POST", path, ["status": "Archived"]).status == .badRequest)
         #expect(fixture.admin("POST", path, [:]).status == .badRequest)
+        #expect(fixture.admin("POST", path, ["status": "Open", "user_id": UUID().uuidString]).status == .badRequest)
         let unknown = "/_sandbox/accounts/\(account)/matters/\(UUID().uuidString)/status"
         #expect(fixture.admin("POST", unknown, ["status": "Open"]).status == .notFound)
-        #expect(try Self.events(fixture).count == 2)
+        #expect(try Self.events(fixture).count == 3)
     }
 }

@@ -220,17 +220,23 @@ final class SandboxFixture: @unchecked Sendable {
         let source: String
         let requestID: String?
         let clientID: String?
+        /// The acting user (the notification's `userId`), lower-case.
+        let userID: String?
         let payload: [String: Any]
     }
 
     /// Every event recorded so far, oldest first.
     func events() throws -> [RecordedEvent] {
         try Connection(url: databaseURL).execute(
-            "SELECT type, source, request_id, client_id, payload::text AS payload FROM sb_events ORDER BY id"
+            """
+            SELECT type, source, request_id, client_id, user_id::text AS user_id, payload::text AS payload
+            FROM sb_events ORDER BY id
+            """
         ).rows.map { row in
             RecordedEvent(
                 type: try row.string("type"), source: try row.string("source"),
                 requestID: try row.optionalString("request_id"), clientID: try row.optionalString("client_id"),
+                userID: try row.optionalString("user_id"),
                 payload: (try JSONSerialization.jsonObject(with: Data(try row.string("payload").utf8)))
                     as? [String: Any] ?? [:])
         }
