@@ -39,6 +39,10 @@ public final class HTTPClient {
         // An empty `Expect:` stops libcurl sending `Expect: 100-continue` for larger bodies,
         // which would stall up to a second against servers that never answer 100.
         try headers.append("Expect:")
+        // No `Accept: */*` unless the caller names an Accept (a later line replaces this one):
+        // it tells a server nothing, and a webhook sender that stands in for Smokeball must send
+        // only the headers Smokeball's do.
+        try headers.append("Accept:")
         for (name, value) in request.headers {
             // libcurl drops `Name:` lines with no value; `Name;` is its syntax for an empty header.
             try headers.append(value.isEmpty ? "\(name);" : "\(name): \(value)")

@@ -108,8 +108,8 @@ struct ContactsAdmin: SandboxAdminExtension {
         let changes = try ContactDocument.Changes(fragment)
         let row = try database.transaction { connection in
             let outcome = try ContactDocument.apply(
-                changes, to: id, account: accountID, region: try region(connection, accountID), caller: nil, now: now,
-                connection: connection)
+                changes, to: id, account: accountID, region: try region(connection, accountID), caller: nil,
+                firmUser: try SandboxAdmin.firmUser(connection, accountID, body), now: now, connection: connection)
             if case .failed(let reason) = outcome {
                 throw SandboxFailure.problem(.badRequest, "Bad Request", reason)
             }

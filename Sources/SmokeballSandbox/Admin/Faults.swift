@@ -25,7 +25,9 @@ struct Faults {
         let faults = try database.withConnection {
             try $0.execute(
                 """
-                SELECT status, share, latency_ms, drop_connection FROM sb_faults
+                SELECT status, share, latency_ms, drop_connection,
+                       coalesce((SELECT retry_after_header FROM sb_clients WHERE client_id = $2), false) AS retry_after
+                FROM sb_faults
                 WHERE strpos($1, path_prefix) = 1 AND (client_id IS NULL OR client_id = $2) ORDER BY id
                 """, [path, clientID]
             ).rows
@@ -37,10 +39,11 @@ struct Faults {
             if try fault.bool("drop_connection") { return .dropConnection }
             if let status = try fault.optionalInt("status") {
                 let code = Int(status)
-                let headers = code == 429 ? [("Retry-After", "1")] : []
-                return .fail(
-                    .problem(HTTPStatus(code, Self.reason(code)), Self.reason(code), "Injected fault", headers: headers)
-                )
+                // A 429 as the gateway answers it; Retry-After only under the partner's knob.
+                if code == 429 {
+                    return .fail(.tooManyRequests(retryAfterSeconds: try fault.bool("retry_after") ? 1 : nil))
+                }
+                return .fail(.problem(HTTPStatus(code, Self.reason(code)), Self.reason(code), "Injected fault"))
             }
         }
         return .proceed
@@ -61,7 +64,13 @@ struct Faults {
         case .dropConnection:
             Self.dropConnection()
         case .fail(let failure):
-            guard case .problem(let status, _, let detail, let headers) = failure else { throw failure }
+            let (status, detail, headers): (HTTPStatus, String, [(String, String)])
+            switch failure {
+            case .problem(let code, _, let text, let extra): (status, detail, headers) = (code, text, extra)
+            case .tooManyRequests(let seconds):
+                (status, detail, headers) = (.tooManyRequests, "Injected fault", SandboxFailure.retryAfter(seconds))
+            default: throw failure
+            }
             switch request.path {
             case "/oauth2/token":
                 let error = status.code == 500 ? "server_error" : "temporarily_unavailable"

@@ -110,7 +110,7 @@ struct MattersAdmin: SandboxAdminExtension {
             let region = try region(connection, accountID)
             try Matters(database: database, now: now).apply(
                 ["status": field], to: matterID, account: accountID, region: region, lockedContacts: false,
-                caller: nil, connection: connection)
+                caller: nil, firmUser: try SandboxAdmin.firmUser(connection, accountID, body), connection: connection)
         }
         return Response.json(["id": matterID.uuidString.lowercased(), "status": status])
     }

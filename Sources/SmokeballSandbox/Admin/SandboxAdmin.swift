@@ -8,7 +8,7 @@ import PostgreSQL
 /// sign-in users, revoke a firm's grant, read the request log, reset. JSON in, JSON out.
 ///
 ///     POST /_sandbox/clients    {client_id, client_secret, api_key, redirect_uris[], rate_per_second?, burst?,
-///                                access_ttl_seconds?, refresh_ttl_seconds?, write_delay_ms?}
+///                                access_ttl_seconds?, refresh_ttl_seconds?, write_delay_ms?, retry_after_header?}
 ///     POST /_sandbox/accounts   {id?, name, region?, users: [{email, password, first_name?, last_name?}]}
 ///     POST /_sandbox/revoke     {account_id, client_id?}
 ///     GET  /_sandbox/requests?client_id=..&after_id=..
@@ -96,6 +96,23 @@ struct SandboxAdmin {
         return whole
     }
 
+    /// The firm user an admin call acts as (events' `userId`): `user_id` when given (a user of
+    /// the account, else 400), otherwise the account's first user by email (none: no userId).
+    static func firmUser(_ connection: Connection, _ accountID: UUID, _ body: [String: Any]) throws -> UUID? {
+        guard let raw = body["user_id"] else {
+            return try connection.execute(
+                "SELECT id FROM sb_users WHERE account_id = $1 ORDER BY email LIMIT 1", [accountID]
+            ).first?.uuid("id")
+        }
+        guard let text = raw as? String, let id = UUID(uuidString: text),
+            try connection.execute("SELECT 1 FROM sb_users WHERE id = $1 AND account_id = $2", [id, accountID])
+                .rowCount == 1
+        else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "user_id must name a user of the account")
+        }
+        return id
+    }
+
     /// The columns these land in are `integer`.
     static let positiveInt32 = 1...Int(Int32.max)
 
@@ -113,22 +130,32 @@ struct SandboxAdmin {
         let refreshTTL = try Self.integer(body, "refresh_ttl_seconds", default: 2_592_000, range: Self.positiveInt32)
         // Zero is allowed here: writes readable at once.
         let writeDelay = try Self.integer(body, "write_delay_ms", default: 0, range: 0...Int(Int32.max))
+        // Smokeball's 429s carry no Retry-After; a partner may ask for one to test a client's use of it.
+        let retryAfterHeader: Bool
+        switch body["retry_after_header"] {
+        case nil: retryAfterHeader = false
+        case let raw?:
+            guard let flag = JSONBoolean.value(raw) else {
+                throw SandboxFailure.problem(.badRequest, "Bad Request", "retry_after_header must be true or false")
+            }
+            retryAfterHeader = flag
+        }
         try database.transaction { connection in
             try connection.execute(
                 """
                 INSERT INTO sb_clients (client_id, secret_sha256, api_key_sha256, redirect_uris, rate_per_second, burst,
-                                        access_ttl_seconds, refresh_ttl_seconds, write_delay_ms)
-                VALUES ($1, $2, $3, ARRAY(SELECT json_array_elements_text($4::json)), $5, $6, $7, $8, $9)
+                                        access_ttl_seconds, refresh_ttl_seconds, write_delay_ms, retry_after_header)
+                VALUES ($1, $2, $3, ARRAY(SELECT json_array_elements_text($4::json)), $5, $6, $7, $8, $9, $10)
                 ON CONFLICT (client_id) DO UPDATE SET secret_sha256 = EXCLUDED.secret_sha256,
                     api_key_sha256 = EXCLUDED.api_key_sha256, redirect_uris = EXCLUDED.redirect_uris,
                     rate_per_second = EXCLUDED.rate_per_second, burst = EXCLUDED.burst,
                     access_ttl_seconds = EXCLUDED.access_ttl_seconds, refresh_ttl_seconds = EXCLUDED.refresh_ttl_seconds,
-                    write_delay_ms = EXCLUDED.write_delay_ms
+                    write_delay_ms = EXCLUDED.write_delay_ms, retry_after_header = EXCLUDED.retry_after_header
                 """,
                 [
                     clientID, Secrets.digest(secret), Secrets.digest(apiKey),
                     SQLValue.json(String(decoding: try JSONWriter.encode(uris), as: UTF8.self)), rate, burst, accessTTL,
-                    refreshTTL, writeDelay,
+                    refreshTTL, writeDelay, retryAfterHeader,
                 ])
             // A changed rate starts from a full bucket.
             try connection.execute("DELETE FROM sb_rate_buckets WHERE client_id = $1", [clientID])

@@ -6,9 +6,12 @@ import HTTPClient
 import PostgreSQL
 
 /// Delivers recorded events (`sb_events`) to webhook subscriptions, as Smokeball does:
-/// `POST {accountId, subscriptionId, type, source, payload, timestamp}` to the subscription's
-/// URL with `Timestamp`, `RequestId` and (when it has a key) `Signature` headers, a 10 second
-/// timeout, and retries with exponential backoff. Any number of dispatcher processes may run:
+/// `POST {accountId, userId?, subscriptionId, type, source, payload, timestamp}` to the
+/// subscription's URL with exactly the headers Smokeball documents — `Content-Type:
+/// application/json; charset=utf-8`, `Timestamp`, `RequestId` and (when it has a key)
+/// `Signature` — besides Host and Content-Length; no User-Agent (Smokeball's is not published,
+/// and a made-up one would invite receivers to rely on it). A 10 second timeout, and retries
+/// with exponential backoff. Any number of dispatcher processes may run:
 /// fan-out is idempotent per event and attempts are claimed with `FOR UPDATE SKIP LOCKED`
 /// plus a lease, so no attempt is sent by two processes at once.
 ///
@@ -139,6 +142,8 @@ public enum WebhookDispatcher {
         let clientID: String
         let accountID: UUID
         let subscriptionID: UUID?
+        /// The firm user who triggered the event, when there is one.
+        let userID: UUID?
         let eventType: String
         let source: String
         let payload: Any
@@ -166,6 +171,7 @@ public enum WebhookDispatcher {
                 RETURNING d.id, d.attempts, d.request_id, d.client_id, d.account_id, d.subscription_id, d.event_id
             )
             SELECT c.id, c.attempts, c.request_id, c.client_id, c.account_id, c.subscription_id, e.type, e.source,
+                   e.user_id,
                    e.payload, e.created_at AS event_at, s.url, s.key,
                    coalesce(k.duplicate, false) AS duplicate, coalesce(k.shuffle, false) AS shuffle
             FROM claimed c
@@ -179,7 +185,8 @@ public enum WebhookDispatcher {
             Claimed(
                 id: try row.int("id"), attempt: Int(try row.int("attempts")), requestID: try row.string("request_id"),
                 clientID: try row.string("client_id"), accountID: try row.uuid("account_id"),
-                subscriptionID: try row.optionalUUID("subscription_id"), eventType: try row.string("type"),
+                subscriptionID: try row.optionalUUID("subscription_id"), userID: try row.optionalUUID("user_id"),
+                eventType: try row.string("type"),
                 source: try row.string("source"), payload: try row.json("payload"), eventAt: try row.date("event_at"),
                 url: try row.optionalString("url"), key: try row.optionalString("key"),
                 duplicate: try row.bool("duplicate"), shuffle: try row.bool("shuffle"))
@@ -197,15 +204,27 @@ public enum WebhookDispatcher {
 
     enum Outcome: Equatable { case delivered, retrying, failed, cancelled }
 
-    /// The notification body Smokeball posts.
+    /// The notification body Smokeball posts (its published sample): `userId` only when a user
+    /// triggered the event, and `timestamp` the event's .NET ticks as a JSON integer (an Int64,
+    /// written exactly: as a double it would lose its last digits).
     static func body(_ delivery: Claimed, subscriptionID: UUID) throws -> [UInt8] {
-        try JSONWriter.encode(
-            [
-                "accountId": delivery.accountID.uuidString.lowercased(),
-                "subscriptionId": subscriptionID.uuidString.lowercased(), "type": delivery.eventType,
-                "source": delivery.source, "payload": delivery.payload,
-                "timestamp": DotNetTicks.from(delivery.eventAt),
-            ] as [String: Any])
+        var body: [String: Any] = [
+            "accountId": delivery.accountID.uuidString.lowercased(),
+            "subscriptionId": subscriptionID.uuidString.lowercased(), "type": delivery.eventType,
+            "source": delivery.source, "payload": delivery.payload,
+            "timestamp": DotNetTicks.from(delivery.eventAt),
+        ]
+        if let user = delivery.userID { body["userId"] = user.uuidString.lowercased() }
+        return try JSONWriter.encode(body)
+    }
+
+    /// The headers of a delivery, exactly as Smokeball names them.
+    static func headers(timestamp: String, requestID: String, signature: String?) -> [(String, String)] {
+        var headers = [
+            ("Content-Type", "application/json; charset=utf-8"), ("Timestamp", timestamp), ("RequestId", requestID),
+        ]
+        if let signature { headers.append(("Signature", signature)) }
+        return headers
     }
 
     /// `Signature`: lowercase hex HMAC-SHA256(key, Timestamp|RequestId|ClientId).
@@ -227,17 +246,11 @@ public enum WebhookDispatcher {
             return .cancelled
         }
         let timestamp = String(DotNetTicks.from(sentAt))
-        var headers = [
-            ("Content-Type", "application/json"), ("Timestamp", timestamp), ("RequestId", delivery.requestID),
-        ]
-        if let key = delivery.key {
-            headers.append(
-                (
-                    "Signature",
-                    signature(
-                        key: key, timestamp: timestamp, requestID: delivery.requestID, clientID: delivery.clientID)
-                ))
-        }
+        let headers = Self.headers(
+            timestamp: timestamp, requestID: delivery.requestID,
+            signature: delivery.key.map {
+                signature(key: $0, timestamp: timestamp, requestID: delivery.requestID, clientID: delivery.clientID)
+            })
         let request = HTTPRequest(
             method: "POST", url: url, headers: headers, body: try body(delivery, subscriptionID: subscriptionID),
             timeout: timeout)

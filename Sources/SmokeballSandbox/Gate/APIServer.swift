@@ -17,6 +17,9 @@ struct APIServer {
         /// The request's `RequestId`, carried by the events it causes.
         let requestID: String?
         let writeDelayMilliseconds: Int
+        /// The firm user acting: the one who signed in for the token, or (client credentials)
+        /// the `UserId` header when it names a user of the account. Events carry it as `userId`.
+        var userID: UUID? = nil
     }
 
     func handle(_ request: Request, _ context: RequestContext) throws -> Response {
@@ -58,6 +61,8 @@ struct APIServer {
         let rate: Double
         let burst: Double
         let writeDelayMilliseconds: Int
+        /// The `retry_after_header` knob: 429s carry `Retry-After` (Smokeball's do not).
+        let retryAfterHeader: Bool
     }
 
     func apiClient(_ request: Request) throws -> APIClient {
@@ -66,17 +71,22 @@ struct APIServer {
         }
         let row = try database.withConnection {
             try $0.execute(
-                "SELECT client_id, rate_per_second, burst, write_delay_ms FROM sb_clients WHERE api_key_sha256 = $1",
+                """
+                SELECT client_id, rate_per_second, burst, write_delay_ms, retry_after_header FROM sb_clients
+                WHERE api_key_sha256 = $1
+                """,
                 [Secrets.digest(key)]
             ).first
         }
         guard let row else { throw SandboxFailure.problem(.forbidden, "Forbidden", "The API key is not valid") }
         return APIClient(
             id: try row.string("client_id"), rate: try row.double("rate_per_second"), burst: try row.double("burst"),
-            writeDelayMilliseconds: Int(try row.int("write_delay_ms")))
+            writeDelayMilliseconds: Int(try row.int("write_delay_ms")),
+            retryAfterHeader: try row.bool("retry_after_header"))
     }
 
     /// One token from the partner's bucket, shared by every sandbox process through one row.
+    /// Refused: Smokeball's gateway 429 (see `SandboxFailure.tooManyRequests`).
     /// The row lock serialises concurrent requests, so at most burst + rate × T requests are
     /// admitted in any T seconds.
     func takeToken(_ client: APIClient) throws {
@@ -94,6 +104,7 @@ struct APIServer {
             ).rowCount == 1
         }
         guard !admitted else { return }
+        guard client.retryAfterHeader else { throw SandboxFailure.tooManyRequests(retryAfterSeconds: nil) }
         let available = try database.withConnection { connection in
             try connection.execute(
                 "SELECT \(refill) AS available FROM sb_rate_buckets b WHERE b.client_id = $1",
@@ -101,8 +112,7 @@ struct APIServer {
             ).first?.double("available")
         }
         let wait = max(1, Int(((1 - (available ?? 0)) / client.rate).rounded(.up)))
-        throw SandboxFailure.problem(
-            .tooManyRequests, "Too Many Requests", "Rate limit exceeded", headers: [("Retry-After", String(wait))])
+        throw SandboxFailure.tooManyRequests(retryAfterSeconds: wait)
     }
 
     /// The Bearer token's account. A client-credentials token has none and must name the
@@ -119,7 +129,7 @@ struct APIServer {
         let row = try database.withConnection {
             try $0.execute(
                 """
-                SELECT t.client_id, t.account_id FROM sb_tokens t
+                SELECT t.client_id, t.account_id, t.user_id FROM sb_tokens t
                 WHERE t.token_sha256 = $1 AND t.kind = 'access' AND t.revoked_at IS NULL AND t.expires_at > $2
                 """, [Secrets.digest(token), now]
             ).first
@@ -132,6 +142,7 @@ struct APIServer {
             throw SandboxFailure.problem(.forbidden, "Forbidden", "The token was issued to another client")
         }
         var accountID = try row.optionalUUID("account_id")
+        var userID = try row.optionalUUID("user_id")
         if accountID == nil {
             // Client credentials: /{accountId}/... and the account must have granted this client access.
             let segments = path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true)
@@ -152,6 +163,13 @@ struct APIServer {
             }
             accountID = named
             path = segments.count > 1 ? "/" + segments[1] : "/"
+            // On behalf of a firm user: only a user of that account counts.
+            if let named = request.header("userid").flatMap(UUID.init(uuidString:)) {
+                userID = try database.withConnection {
+                    try $0.execute("SELECT id FROM sb_users WHERE id = $1 AND account_id = $2", [named, accountID])
+                        .first?.uuid("id")
+                }
+            }
         }
         guard let accountID else { throw SandboxFailure.problem(.forbidden, "Forbidden", "No account") }
         let region = try database.withConnection {
@@ -160,7 +178,7 @@ struct APIServer {
         guard let region else { throw SandboxFailure.problem(.forbidden, "Forbidden", "The account no longer exists") }
         return Caller(
             clientID: client.id, accountID: accountID, region: region, requestID: request.header("requestid"),
-            writeDelayMilliseconds: client.writeDelayMilliseconds)
+            writeDelayMilliseconds: client.writeDelayMilliseconds, userID: userID)
     }
 
     func record(_ request: Request, clientID: String?, requestID: String?, status: Int) throws {

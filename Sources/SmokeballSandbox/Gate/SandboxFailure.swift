@@ -7,6 +7,23 @@ enum SandboxFailure: Error {
     case problem(HTTPStatus, String, String, headers: [(String, String)] = [])
     case oauth(HTTPStatus, String, String, headers: [(String, String)] = [])
     case page(HTTPStatus, String)
+    /// Smokeball's API gateway over the rate limit: `{"message":"Too Many Requests"}`, no
+    /// ProblemDetails and no rate headers. `retryAfterSeconds` only for partners with the
+    /// `retry_after_header` knob (Smokeball sends none; the knob tests a client's use of it).
+    case tooManyRequests(retryAfterSeconds: Int?)
+    /// S3's refusal of a pre-signed URL request (XML, as S3 answers).
+    case s3(HTTPStatus, code: String, message: String)
+
+    /// What S3 says when the headers differ from what the URL was signed with.
+    static let signatureDoesNotMatch = SandboxFailure.s3(
+        .forbidden, code: "SignatureDoesNotMatch",
+        message: "The request signature we calculated does not match the signature you provided. "
+            + "Check your key and signing method.")
+
+    /// A 429's `Retry-After`, present only when asked for.
+    static func retryAfter(_ seconds: Int?) -> [(String, String)] {
+        seconds.map { [("Retry-After", String($0))] } ?? []
+    }
 
     func response(requestID: String?) -> Response {
         var echoed: [(String, String)] = []
@@ -28,6 +45,17 @@ enum SandboxFailure: Error {
                 headers: headers + [("Cache-Control", "no-store"), ("Pragma", "no-cache")])
         case .page(let status, let message):
             return HTMLPage.error(status: status, message: message)
+        case .tooManyRequests(let seconds):
+            return Response.json(
+                ["message": "Too Many Requests"], status: .tooManyRequests,
+                headers: Self.retryAfter(seconds) + echoed)
+        case .s3(let status, let code, let message):
+            // The request id S3 would send; no secret (the URL's signature) is repeated.
+            let xml =
+                #"<?xml version="1.0" encoding="UTF-8"?>"#
+                + "<Error><Code>\(HTMLPage.escape(code))</Code><Message>\(HTMLPage.escape(message))</Message>"
+                + "<RequestId>\(UUID().uuidString.filter { $0 != "-" }.prefix(16))</RequestId></Error>"
+            return Response(status: status, headers: [("Content-Type", "application/xml")], body: Array(xml.utf8))
         }
     }
 }

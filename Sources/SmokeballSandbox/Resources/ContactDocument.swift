@@ -164,21 +164,21 @@ enum ContactDocument {
         }
     }
 
-    /// What a contact event carries: enough to fetch the contact and to recognise one's own write.
-    static func eventPayload(id: UUID, versionID: UUID, contact: Contact) -> [String: Any] {
-        var payload: [String: Any] = [
-            "id": id.uuidString.lowercased(), "versionId": versionID.uuidString.lowercased(), "type": contact.kind.type,
-        ]
-        if let external = contact.externalSystemID { payload["externalSystemId"] = external }
-        return payload
+    /// The contact as a webhook payload: its GET representation (the spec's `Contact`) at this
+    /// moment, whether or not it is readable yet.
+    static func payload(_ connection: Connection, id: UUID, account: UUID) throws -> [String: Any] {
+        let row = try connection.execute(
+            "SELECT \(Contacts.columns) FROM sb_contacts WHERE id = $1 AND account_id = $2", [id, account]
+        ).single()
+        return Events.payload(try render(row, origin: "", fields: nil))
     }
 
     static func recordError(
-        _ connection: Connection, account: UUID, id: UUID, action: String, reason: String, caller: APIServer.Caller?
+        _ connection: Connection, account: UUID, id: UUID, reason: String, caller: APIServer.Caller?
     ) throws {
         try Events.record(
             connection, account: account, type: "error", caller: caller,
-            payload: ["resource": "contact", "id": id.uuidString.lowercased(), "action": action, "message": reason])
+            payload: Events.error(message: reason, resourceName: "contact", resourceID: id))
     }
 
     enum Outcome {
@@ -191,8 +191,8 @@ enum ContactDocument {
     /// event: `contact.deleted` when it becomes deleted, else `contact.updated`. With a write
     /// delay this runs when the update is due (see `PendingUpdate`).
     static func apply(
-        _ changes: Changes, to id: UUID, account: UUID, region: String, caller: APIServer.Caller?, now: Date,
-        connection: Connection
+        _ changes: Changes, to id: UUID, account: UUID, region: String, caller: APIServer.Caller?,
+        firmUser: UUID? = nil, now: Date, connection: Connection
     ) throws -> Outcome {
         let row = try connection.execute(
             """
@@ -226,7 +226,8 @@ enum ContactDocument {
         try Events.record(
             connection, account: account,
             type: updated.isDeleted && !current.isDeleted ? "contact.deleted" : "contact.updated", caller: caller,
-            payload: eventPayload(id: id, versionID: versionID, contact: updated))
+            firmUser: firmUser,
+            payload: try payload(connection, id: id, account: account))
         return .applied(updated)
     }
 

@@ -176,8 +176,7 @@ struct Contacts: APIResource {
         try database.transaction { connection in
             if let reason = contact.laterFailure(region: caller.region) {
                 try ContactDocument.recordError(
-                    connection, account: caller.accountID, id: id, action: "create",
-                    reason: reason, caller: caller)
+                    connection, account: caller.accountID, id: id, reason: reason, caller: caller)
                 return
             }
             let versionID = UUID()
@@ -195,7 +194,7 @@ struct Contacts: APIResource {
                 ])
             try Events.record(
                 connection, account: caller.accountID, type: "contact.created", caller: caller,
-                payload: ContactDocument.eventPayload(id: id, versionID: versionID, contact: contact))
+                payload: try ContactDocument.payload(connection, id: id, account: caller.accountID))
         }
         return Accepted.link(request, id: id, path: "/contacts/\(id.uuidString.lowercased())")
     }

@@ -130,12 +130,12 @@ struct Documents: APIResource {
                 try connection.execute(
                     """
                     INSERT INTO sb_files (id, account_id, matter_id, folder_id, name, upload_token_sha256,
-                                          upload_expires_at, created_at, visible_at, client_id, request_id)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                          upload_expires_at, created_at, visible_at, client_id, request_id, user_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                     """,
                     [
                         fileID, caller.accountID, matterID, folderID, name, SHA256.hash(Array(token.utf8)), expiry, now,
-                        caller.visibleAt(now), caller.clientID, caller.requestID,
+                        caller.visibleAt(now), caller.clientID, caller.requestID, caller.userID,
                     ])
                 return [
                     "fileId": fileID.uuidString.lowercased(),
@@ -311,12 +311,15 @@ struct Documents: APIResource {
             try requireMatter(connection, matterID, caller)
             try connection.execute(
                 """
-                INSERT INTO sb_memos (id, account_id, matter_id, title, text, created_at, visible_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                """, [id, caller.accountID, matterID, title, text, now, caller.visibleAt(now)])
+                INSERT INTO sb_memos (id, account_id, matter_id, title, text, created_at, visible_at, created_by)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """, [id, caller.accountID, matterID, title, text, now, caller.visibleAt(now), caller.userID])
             try Events.record(
                 connection, account: caller.accountID, type: "memo.created", caller: caller,
-                payload: ["id": id.uuidString.lowercased(), "matterId": matterID.uuidString.lowercased()])
+                payload: Events.payload(
+                    Self.memo(
+                        id: id, matterID: matterID, title: title, text: text, created: now, userID: caller.userID,
+                        origin: "")))
         }
         return Accepted.link(
             request, id: id, path: "/matters/\(matterID.uuidString.lowercased())/memos/\(id.uuidString.lowercased())")
@@ -326,20 +329,33 @@ struct Documents: APIResource {
         let row = try database.withConnection { connection in
             try requireMatter(connection, matterID, caller)
             return try connection.execute(
-                "SELECT title, text, created_at FROM sb_memos WHERE id = $1 AND matter_id = $2 AND visible_at <= $3",
+                """
+                SELECT title, text, created_at, created_by FROM sb_memos
+                WHERE id = $1 AND matter_id = $2 AND visible_at <= $3
+                """,
                 [memoID, matterID, now]
             ).first
         }
         guard let row else { throw SandboxFailure.problem(.notFound, "Not Found", "No such memo") }
-        let id = memoID.uuidString.lowercased()
+        return Response.json(
+            Self.memo(
+                id: memoID, matterID: matterID, title: try row.string("title"), text: try row.string("text"),
+                created: try row.date("created_at"), userID: try row.optionalUUID("created_by"),
+                origin: request.sandboxOrigin))
+    }
+
+    /// A memo as the spec's `Memo` (GET and the `memo.created` payload alike).
+    static func memo(
+        id: UUID, matterID: UUID, title: String, text: String, created: Date, userID: UUID?, origin: String
+    ) -> [String: Any] {
+        let memo = id.uuidString.lowercased()
         let matter = matterID.uuidString.lowercased()
-        let created = Timestamp.iso8601(try row.date("created_at"), fractionDigits: 0)
-        let text = try row.string("text")
-        return Response.json([
-            "href": "\(request.sandboxOrigin)/matters/\(matter)/memos/\(id)", "id": id,
-            "matterId": matter, "title": try row.string("title"), "text": text, "plainText": text,
-            "createdDate": created, "lastUpdated": created, "isDeleted": false,
-        ])
+        let date = Timestamp.iso8601(created, fractionDigits: 0)
+        return [
+            "href": "\(origin)/matters/\(matter)/memos/\(memo)", "id": memo, "matterId": matter, "title": title,
+            "text": text, "plainText": text, "createdDate": date, "lastUpdated": date,
+            "createdByUserId": userID.map { $0.uuidString.lowercased() } ?? NSNull(), "isDeleted": false,
+        ]
     }
 }
 

@@ -77,11 +77,27 @@ struct Matters: APIResource {
         m.doc->>'leadOpenedDate' AS lead_opened_date, m.doc->>'leadClosedDate' AS lead_closed_date,
         m.doc->>'leadClosedReason' AS lead_closed_reason, m.doc->>'personResponsibleStaffId' AS person_responsible,
         t.name AS type_name,
-        (SELECT string_agg(c.name, ' & ' ORDER BY array_position(m.client_ids, c.id)) FROM sb_contacts c
-         WHERE c.account_id = m.account_id AND c.id = ANY (m.client_ids)) AS client_names,
-        (SELECT string_agg(c.name, ' & ' ORDER BY array_position(m.other_side_ids, c.id)) FROM sb_contacts c
-         WHERE c.account_id = m.account_id AND c.id = ANY (m.other_side_ids)) AS other_side_names
+        (SELECT string_agg(\(titleName), ' & ' ORDER BY array_position(m.client_ids, c.id)) FROM sb_contacts c
+         WHERE c.account_id = m.account_id AND c.id = ANY (m.client_ids) AND \(titleName) <> '') AS client_names,
+        (SELECT string_agg(\(titleName), ' & ' ORDER BY array_position(m.other_side_ids, c.id)) FROM sb_contacts c
+         WHERE c.account_id = m.account_id AND c.id = ANY (m.other_side_ids) AND \(titleName) <> '') AS other_side_names
         """
+
+    /// What a contact `c` contributes to a matter's title: a person's last name (a person with
+    /// none: the name it has), a company's or trust's name; a group of people has none.
+    static let titleName = "coalesce(nullif(c.doc->'person'->>'lastName', ''), c.name)"
+
+    /// The matter as a webhook payload: its GET representation at this moment, whether or not
+    /// it is readable yet (a `*.created` event is recorded when the create is accepted).
+    static func payload(_ connection: Connection, id: UUID, account: UUID) throws -> [String: Any] {
+        let row = try connection.execute(
+            """
+            SELECT \(columns) FROM sb_matters m JOIN sb_matter_types t ON t.id = m.matter_type_id
+            WHERE m.id = $1 AND m.account_id = $2
+            """, [id, account]
+        ).single()
+        return Events.payload(try render(row, origin: ""))
+    }
 
     func list(_ request: Request, path: String, caller: APIServer.Caller) throws -> Response {
         let page = try Paging(request)
@@ -225,7 +241,8 @@ struct Matters: APIResource {
                 ["id": String($0), "href": origin + "/contacts/" + $0]
             }
         }
-        // Smokeball's title: number - clients - matter type - other side.
+        // Smokeball's title, computed and never written: number - client last names - matter
+        // type - other side last names, each part left out when missing; several names join with " & ".
         let title = [
             number, try row.optionalString("client_names"), try row.string("type_name"),
             try row.optionalString("other_side_names"),
@@ -445,22 +462,12 @@ struct Matters: APIResource {
 
     /// The `error` event of a write Smokeball accepted but could not apply.
     static func recordFailure(
-        _ connection: Connection, account: UUID, id: UUID, operation: String, reason: String,
+        _ connection: Connection, account: UUID, id: UUID, reason: String,
         caller: APIServer.Caller?
     ) throws {
         try Events.record(
             connection, account: account, type: "error", caller: caller,
-            payload: ["resource": "matter", "id": id.uuidString.lowercased(), "operation": operation, "reason": reason])
-    }
-
-    static func summary(
-        id: UUID, number: String?, typeID: UUID, status: String, isLead: Bool, externalSystemID: String?
-    ) -> [String: Any] {
-        [
-            "id": id.uuidString.lowercased(), "number": number ?? NSNull(),
-            "matterTypeId": typeID.uuidString.lowercased(), "status": status, "isLead": isLead,
-            "externalSystemId": externalSystemID ?? NSNull(),
-        ]
+            payload: Events.error(message: reason, resourceName: "matter", resourceID: id))
     }
 
     // MARK: Create
@@ -508,7 +515,7 @@ struct Matters: APIResource {
             }
             if let reason = try failure() {
                 try Self.recordFailure(
-                    connection, account: caller.accountID, id: id, operation: "create", reason: reason, caller: caller)
+                    connection, account: caller.accountID, id: id, reason: reason, caller: caller)
                 return
             }
             let options = type?.options ?? []
@@ -545,9 +552,7 @@ struct Matters: APIResource {
                 ])
             try Events.record(
                 connection, account: caller.accountID, type: "matter.created", caller: caller,
-                payload: Self.summary(
-                    id: id, number: number, typeID: typeID, status: status, isLead: isLead,
-                    externalSystemID: externalSystemID))
+                payload: try Self.payload(connection, id: id, account: caller.accountID))
         }
         return Accepted.link(request, id: id, path: "/matters/" + id.uuidString.lowercased())
     }
@@ -557,10 +562,11 @@ struct Matters: APIResource {
     /// Applies a partial update as Smokeball's processor would, in the caller's transaction.
     /// Throws 404 for a matter the account cannot see and 400 for what the spec calls unsupported;
     /// what only processing finds is recorded as an `error` event and changes nothing.
-    /// `caller` nil is a firm user working in Smokeball itself (events with source Smokeball).
+    /// `caller` nil is a firm user working in Smokeball itself (events with source Smokeball and
+    /// `firmUser` as their user).
     func apply(
         _ fields: [String: Field], to id: UUID, account: UUID, region: String, lockedContacts: Bool,
-        caller: APIServer.Caller?, connection: Connection
+        caller: APIServer.Caller?, firmUser: UUID? = nil, connection: Connection
     ) throws {
         guard
             let row = try connection.execute(
@@ -640,7 +646,7 @@ struct Matters: APIResource {
         }
         if let reason = try failure() {
             try Self.recordFailure(
-                connection, account: account, id: id, operation: "update", reason: reason, caller: caller)
+                connection, account: account, id: id, reason: reason, caller: caller)
             return
         }
 
@@ -689,13 +695,14 @@ struct Matters: APIResource {
                 SQLValue.json(String(decoding: try JSONWriter.encode(doc), as: UTF8.self)),
                 now,
             ])
-        let payload = Self.summary(
-            id: id, number: number, typeID: typeID, status: status, isLead: isLead, externalSystemID: externalSystemID)
-        try Events.record(connection, account: account, type: "matter.updated", caller: caller, payload: payload)
+        let payload = try Self.payload(connection, id: id, account: account)
+        try Events.record(
+            connection, account: account, type: "matter.updated", caller: caller, firmUser: firmUser, payload: payload)
         // The lifecycle events besides the update itself, once per transition.
         for (transition, type) in [("Closed", "matter.closed"), ("Deleted", "matter.deleted")]
         where status == transition && currentStatus != transition {
-            try Events.record(connection, account: account, type: type, caller: caller, payload: payload)
+            try Events.record(
+                connection, account: account, type: type, caller: caller, firmUser: firmUser, payload: payload)
         }
     }
 }

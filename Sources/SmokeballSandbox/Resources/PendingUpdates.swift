@@ -55,7 +55,7 @@ struct PendingUpdate {
                 caller: caller, now: now, connection: connection)
             if case .failed(let reason) = outcome {
                 try ContactDocument.recordError(
-                    connection, account: caller.accountID, id: id, action: "update", reason: reason, caller: caller)
+                    connection, account: caller.accountID, id: id, reason: reason, caller: caller)
             }
         }
     }
@@ -63,14 +63,13 @@ struct PendingUpdate {
     /// The `error` event of an update that was accepted but could not be applied, in the shape
     /// the resource's other error events have.
     func recordFailure(_ connection: Connection, reason: String, caller: APIServer.Caller) throws {
-        let operation = method == "DELETE" ? "delete" : "update"
         switch resource {
         case .matter:
             try Matters.recordFailure(
-                connection, account: caller.accountID, id: id, operation: operation, reason: reason, caller: caller)
+                connection, account: caller.accountID, id: id, reason: reason, caller: caller)
         case .contact:
             try ContactDocument.recordError(
-                connection, account: caller.accountID, id: id, action: operation, reason: reason, caller: caller)
+                connection, account: caller.accountID, id: id, reason: reason, caller: caller)
         }
     }
 
@@ -88,13 +87,13 @@ struct PendingUpdate {
             try connection.execute(
                 """
                 INSERT INTO sb_pending_updates (account_id, resource, resource_id, method, body, client_id,
-                                                request_id, apply_at)
-                VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
+                                                request_id, apply_at, user_id)
+                VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)
                 """,
                 [
                     caller.accountID, resource.rawValue, id, method,
                     SQLValue.json(String(decoding: try JSONWriter.encode(body), as: UTF8.self)), caller.clientID,
-                    caller.requestID, caller.visibleAt(now),
+                    caller.requestID, caller.visibleAt(now), caller.userID,
                 ])
         }
     }
@@ -113,7 +112,7 @@ struct PendingUpdate {
             let rows = try connection.execute(
                 """
                 SELECT p.id, p.account_id, a.region, p.resource, p.resource_id, p.method, p.body::text AS body,
-                       p.client_id, p.request_id, p.apply_at
+                       p.client_id, p.request_id, p.apply_at, p.user_id
                 FROM sb_pending_updates p JOIN sb_accounts a ON a.id = p.account_id
                 WHERE \(condition) ORDER BY p.id FOR UPDATE OF p
                 """, [account, now]
@@ -122,7 +121,7 @@ struct PendingUpdate {
                 let caller = APIServer.Caller(
                     clientID: try row.string("client_id"), accountID: try row.uuid("account_id"),
                     region: try row.string("region"), requestID: try row.optionalString("request_id"),
-                    writeDelayMilliseconds: 0)
+                    writeDelayMilliseconds: 0, userID: try row.optionalUUID("user_id"))
                 // The table's CHECKs and jsonb make an undecodable row impossible; should one
                 // appear anyway it can never apply, so it goes rather than block the queue.
                 guard let update = try? PendingUpdate(row) else {
@@ -154,6 +153,8 @@ extension SandboxFailure {
         switch self {
         case .problem(_, _, let detail, _), .oauth(_, _, let detail, _): detail
         case .page(_, let message): message
+        case .tooManyRequests: "Too Many Requests"
+        case .s3(_, _, let message): message
         }
     }
 }

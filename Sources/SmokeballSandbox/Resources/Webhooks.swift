@@ -277,9 +277,9 @@ struct Webhooks: APIResource {
             try requireOwn(connection, id: id, caller: caller)
             let event = try connection.execute(
                 """
-                INSERT INTO sb_events (account_id, type, source, request_id, client_id, payload)
-                VALUES ($1, 'noop', 'API', $2, $3, '{}'::jsonb) RETURNING id
-                """, [caller.accountID, caller.requestID, caller.clientID]
+                INSERT INTO sb_events (account_id, type, source, request_id, client_id, user_id, payload)
+                VALUES ($1, 'noop', 'API', $2, $3, $4, '{}'::jsonb) RETURNING id
+                """, [caller.accountID, caller.requestID, caller.clientID, caller.userID]
             ).single().int("id")
             // Fanned out here, to this subscription only.
             try connection.execute("INSERT INTO sb_webhook_fanout (event_id) VALUES ($1)", [event])

@@ -18,13 +18,31 @@ import Testing
         #expect(added.status == .created)
         let failed = fixture.api("GET", "/mattertypes", token: access, requestID: "f-1")
         #expect(failed.status.code == status)
-        #expect(F.json(failed)["status"] as? Int == status)
+        if status == 429 {
+            RateLimitTests.expectGateway429(failed, retryAfter: false)
+        } else {
+            #expect(F.json(failed)["status"] as? Int == status)
+        }
         #expect(failed.header("RequestId") == "f-1")
-        #expect((failed.header("Retry-After") != nil) == (status == 429))
         // Other paths are untouched, and clearing the faults restores the path.
         #expect(fixture.api("GET", "/firm", token: access).status == .ok)
         #expect(fixture.admin("DELETE", "/_sandbox/faults").status == .noContent)
         #expect(fixture.api("GET", "/mattertypes", token: access).status == .ok)
+    }
+
+    /// An injected 429 is the gateway's, and the partner's `retry_after_header` knob decides
+    /// whether it carries Retry-After, as for the rate limit's own.
+    @Test(arguments: [false, true])
+    func anInjected429FollowsThePartnersRetryAfterKnob(retryAfterHeader: Bool) throws {
+        let fixture = try F(rate: 1000, burst: 1000, retryAfterHeader: retryAfterHeader)
+        let (access, _) = fixture.connect()
+        _ = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/firm", "status": 429])
+        RateLimitTests.expectGateway429(fixture.api("GET", "/firm", token: access), retryAfter: retryAfterHeader)
+        _ = fixture.admin("POST", "/_sandbox/faults", ["path_prefix": "/oauth2/token", "status": 429])
+        let token = fixture.token([("grant_type", "client_credentials")])
+        #expect(token.status == .tooManyRequests)
+        #expect(F.json(token)["error"] as? String == "temporarily_unavailable")
+        #expect((token.header("Retry-After") != nil) == retryAfterHeader)
     }
 
     @Test func aShareFailsAboutThatFractionAndCountersAddUp() throws {

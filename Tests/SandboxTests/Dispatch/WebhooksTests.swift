@@ -343,6 +343,15 @@ import Testing
 
     // MARK: Delivery
 
+    /// FACTS.md's check values for Smokeball's signature.
+    @Test func theSignatureMatchesSmokeballsPublishedCheckValues() {
+        #expect(
+            WebhookDispatcher.signature(
+                key: "ei7641529ue420n8b9aa", timestamp: "638609288928990639",
+                requestID: "e56f2c3f-b6de-4310-a7a2-c139d62f9711", clientID: "lou1qnn0llav95f")
+                == "58817681863148b0e624c00f3094f99e1af31cd7b99a3c2e0655d64a2764d650")
+    }
+
     @Test func aDeliveryIsSignedAndShapedAsSmokeballSendsIt() throws {
         let fixture = try F(rate: 1000, burst: 1000)
         let receiver = try Receiver()
@@ -369,7 +378,12 @@ import Testing
         #expect(received.count == 1)
         let request = try #require(received.first)
         #expect(request.path == "/ok/hook")
-        #expect(request.header("Content-Type") == ["application/json"])
+        #expect(request.header("Content-Type") == ["application/json; charset=utf-8"])
+        // Exactly the headers Smokeball documents, besides what HTTP needs: no User-Agent,
+        // Accept or X- headers that a receiver could come to rely on.
+        #expect(
+            Set(request.headers.map { $0[0].lowercased() })
+                == ["host", "content-length", "content-type", "timestamp", "requestid", "signature"])
         let body = request.json
         #expect(Set(body.keys) == ["accountId", "subscriptionId", "type", "source", "payload", "timestamp"])
         #expect(body["accountId"] as? String == fixture.accountID.uuidString.lowercased())

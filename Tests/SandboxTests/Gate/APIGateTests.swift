@@ -104,10 +104,43 @@ import Testing
         let statuses = (0..<4).map { _ in fixture.api("GET", "/mattertypes", token: access).status.code }
         #expect(statuses == [200, 200, 200, 429])
         let limited = fixture.api("GET", "/mattertypes", token: access, requestID: "limited")
-        #expect(limited.status == .tooManyRequests)
-        #expect(Int(limited.header("Retry-After") ?? "") ?? 0 >= 1)
+        Self.expectGateway429(limited, retryAfter: false)
         #expect(limited.header("RequestId") == "limited")
-        #expect(F.json(limited)["status"] as? Int == 429)
+    }
+
+    /// Smokeball's gateway: `{"message":"Too Many Requests"}` as JSON, no ProblemDetails, and
+    /// no rate headers unless the partner has the `retry_after_header` knob.
+    static func expectGateway429(_ response: Response, retryAfter: Bool) {
+        #expect(response.status == .tooManyRequests)
+        #expect(response.header("Content-Type") == "application/json")
+        #expect(F.text(response) == #"{"message":"Too Many Requests"}"#)
+        #expect((response.header("Retry-After") != nil) == retryAfter)
+        if retryAfter { #expect(Int(response.header("Retry-After") ?? "") ?? 0 >= 1) }
+        #expect(!response.headers.contains { $0.0.lowercased().hasPrefix("x-ratelimit") })
+    }
+
+    @Test func withTheRetryAfterKnobA429CarriesRetryAfter() throws {
+        let fixture = try F(rate: 1, burst: 1, retryAfterHeader: true)
+        let (access, _) = fixture.connect()
+        _ = fixture.api("GET", "/mattertypes", token: access)
+        Self.expectGateway429(fixture.api("GET", "/mattertypes", token: access), retryAfter: true)
+        // Switched off again (re-registering the partner): Smokeball's plain 429.
+        let registered = fixture.admin(
+            "POST", "/_sandbox/clients",
+            [
+                "client_id": F.clientID, "client_secret": F.clientSecret, "api_key": F.apiKey,
+                "redirect_uris": [F.redirectURI], "rate_per_second": 1, "burst": 1, "retry_after_header": false,
+            ])
+        #expect(registered.status == .created)
+        _ = fixture.api("GET", "/mattertypes", token: access)
+        Self.expectGateway429(fixture.api("GET", "/mattertypes", token: access), retryAfter: false)
+        let refused = fixture.admin(
+            "POST", "/_sandbox/clients",
+            [
+                "client_id": F.clientID, "client_secret": F.clientSecret, "api_key": F.apiKey,
+                "redirect_uris": [F.redirectURI], "retry_after_header": "yes",
+            ])
+        #expect(refused.status == .badRequest)
     }
 
     /// Several workers with their own connections flood the API: over T seconds at most
@@ -123,7 +156,7 @@ import Testing
             let lock = NSLock()
             var admitted = 0
             var refused = 0
-            var missingRetryAfter = 0
+            var withRateHeaders = 0
         }
         let tally = Tally()
         let started = Date()
@@ -139,7 +172,11 @@ import Testing
                 if status.status == .ok { tally.admitted += 1 }
                 if status.status == .tooManyRequests {
                     tally.refused += 1
-                    if status.header("Retry-After") == nil { tally.missingRetryAfter += 1 }
+                    if status.headers.contains(where: {
+                        $0.0.lowercased() == "retry-after" || $0.0.lowercased().hasPrefix("x-ratelimit")
+                    }) {
+                        tally.withRateHeaders += 1
+                    }
                 }
                 tally.lock.unlock()
             }
@@ -153,6 +190,6 @@ import Testing
         #expect(Double(tally.admitted) <= rate * elapsed + burst)
         #expect(Double(tally.admitted) >= rate * duration * 0.5)
         #expect(tally.refused > tally.admitted)
-        #expect(tally.missingRetryAfter == 0)
+        #expect(tally.withRateHeaders == 0)
     }
 }

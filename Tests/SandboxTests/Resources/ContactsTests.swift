@@ -216,9 +216,9 @@ import Testing
         let events = try Self.events(fixture)
         #expect(events.map(\.type) == ["error"])
         #expect(events.first?.requestID == "bad-email")
-        #expect(events.first?.payload["resource"] as? String == "contact")
-        #expect(events.first?.payload["id"] as? String == id)
-        #expect(events.first?.payload["action"] as? String == "create")
+        #expect(Set((events.first?.payload ?? [:]).keys) == ["message", "resourceName", "resourceId"])
+        #expect(events.first?.payload["resourceName"] as? String == "contact")
+        #expect(events.first?.payload["resourceId"] as? String == id)
         let message = events.first?.payload["message"] as? String ?? ""
         #expect(message.contains(reason), "\(message)")
     }
@@ -272,7 +272,7 @@ import Testing
         #expect(
             events.map(\.requestID) == ["contact-req", "update-grace", "contact-req", "delete-grace", "contact-req"])
         #expect(events[1].payload["versionId"] as? String == after["versionId"] as? String)
-        #expect(events[2].payload["action"] as? String == "update")
+        #expect(events[2].payload["resourceId"] as? String == id)
 
         let missing = UUID().uuidString.lowercased()
         #expect(Self.send(fixture, "PUT", "/contacts/\(missing)", access, ["isDeleted": true]).status == .notFound)

@@ -147,13 +147,11 @@ import Testing
         #expect(person?["title"] as? String == "Countess")
         let errors = try fixture.events().filter { $0.type == "error" }
         #expect(errors.count == 2)
-        let matterError = try #require(errors.first { $0.payload["resource"] as? String == "matter" })
-        #expect(matterError.payload["id"] as? String == goneMatter.uuidString.lowercased())
-        #expect(matterError.payload["operation"] as? String == "delete")
-        #expect(matterError.payload["reason"] is String)
-        let contactError = try #require(errors.first { $0.payload["resource"] as? String == "contact" })
-        #expect(contactError.payload["id"] as? String == goneContact.uuidString.lowercased())
-        #expect(contactError.payload["action"] as? String == "update")
+        let matterError = try #require(errors.first { $0.payload["resourceName"] as? String == "matter" })
+        #expect(matterError.payload["resourceId"] as? String == goneMatter.uuidString.lowercased())
+        #expect(matterError.payload["message"] is String)
+        let contactError = try #require(errors.first { $0.payload["resourceName"] as? String == "contact" })
+        #expect(contactError.payload["resourceId"] as? String == goneContact.uuidString.lowercased())
         #expect(contactError.payload["message"] is String)
     }
 

@@ -107,6 +107,50 @@ import Testing
         #expect(try Self.events(fixture, type: "files.updated").isEmpty)
     }
 
+    /// Smokeball's upload URLs are S3 pre-signed PUTs signed for an empty Content-Type: a PUT
+    /// that sends one is refused as S3 refuses it and stores nothing; the same URL then works,
+    /// once, without the header (an empty one, as nginx passes an absent one, is fine).
+    @Test(arguments: ["application/octet-stream", "application/x-www-form-urlencoded", "application/pdf"])
+    func anUploadWithAContentTypeIsRefusedAsS3DoesAndStoresNothing(contentType: String) throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let info = F.json(Self.post(fixture, "/matters/\(matter)/documents/files", access, ["fileName": "scan.pdf"]))
+        let fileID = try #require(UUID(uuidString: info["fileId"] as? String ?? ""))
+        let bytes = Array("%PDF-1.7 scan".utf8)
+
+        let refused = fixture.call(
+            "PUT", url: Self.uploadURL(info), headers: ["content-type": contentType], body: bytes)
+        #expect(refused.status == .forbidden)
+        #expect(refused.header("Content-Type") == "application/xml")
+        let xml = F.text(refused)
+        #expect(xml.hasPrefix(#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code>"#))
+        #expect(
+            xml.contains(
+                "<Message>The request signature we calculated does not match the signature you provided. "
+                    + "Check your key and signing method.</Message>"))
+        #expect(xml.hasSuffix("</Error>"))
+        let stored = try Connection(url: fixture.databaseURL).execute(
+            """
+            SELECT count(*) FILTER (WHERE content IS NOT NULL OR uploaded_at IS NOT NULL) AS uploaded,
+                   coalesce(sum(octet_length(content)), 0) AS bytes FROM sb_files
+            """
+        ).single()
+        #expect(try stored.int("uploaded") == 0)
+        #expect(try stored.int("bytes") == 0)
+        #expect(try Self.events(fixture, type: "files.updated").isEmpty)
+
+        // Retried without the header (here: empty, as nginx passes an absent one): once.
+        let uploaded = fixture.call("PUT", url: Self.uploadURL(info), headers: ["content-type": ""], body: bytes)
+        #expect(uploaded.status == .ok)
+        #expect(fixture.call("PUT", url: Self.uploadURL(info), body: bytes).status == .forbidden)
+        let content = try Connection(url: fixture.databaseURL).execute(
+            "SELECT content FROM sb_files WHERE id = $1", [fileID]
+        ).single().bytes("content")
+        #expect(content == bytes)
+        #expect(try Self.events(fixture, type: "files.updated").count == 1)
+    }
+
     /// The spec's maxLength of 256 for file and folder names, in code points: 256 (even of
     /// multi-byte characters) is accepted, 257 is a 400 that stores nothing.
     @Test(arguments: ["a", "é", "🙂"])

@@ -50,14 +50,24 @@ import Testing
         return items(response).compactMap { $0["number"] as? String }.sorted()
     }
 
-    /// A contact inserted directly (the contacts API is another resource).
-    static func contact(_ fixture: F, _ name: String, account: UUID? = nil) throws -> String {
+    /// A person inserted directly (the contacts API is another resource): "First Last", or a
+    /// company when `company` is set.
+    static func contact(_ fixture: F, _ name: String, account: UUID? = nil, company: Bool = false) throws -> String {
         let id = UUID()
+        let words = name.split(separator: " ").map(String.init)
+        let doc: [String: Any] =
+            company
+            ? ["company": ["name": name]]
+            : ["person": ["firstName": words.dropLast().joined(separator: " "), "lastName": words.last ?? ""]]
         try Connection(url: fixture.databaseURL).execute(
             """
             INSERT INTO sb_contacts (id, account_id, version_id, type, name, doc, created_at, updated_at, visible_at)
-            VALUES ($1, $2, $1, 'Person', $3, '{}'::jsonb, $4, $4, $4)
-            """, [id, account ?? fixture.accountID, name, fixture.now])
+            VALUES ($1, $2, $1, $3, $4, $5::jsonb, $6, $6, $6)
+            """,
+            [
+                id, account ?? fixture.accountID, company ? "Organisation" : "Person", name,
+                SQLValue.json(String(decoding: F.jsonBytes(doc), as: UTF8.self)), fixture.now,
+            ])
         return id.uuidString.lowercased()
     }
 
@@ -158,7 +168,7 @@ import Testing
         #expect(matter["id"] as? String == id)
         #expect(matter["href"] as? String == "http://sandbox.test/matters/\(id)")
         #expect(matter["number"] as? String == "SB-100")
-        #expect(matter["title"] as? String == "SB-100 - Avery Smith - Divorce - Jordan Jones")
+        #expect(matter["title"] as? String == "SB-100 - Smith - Divorce - Jones")
         #expect(matter["status"] as? String == "Open")
         #expect(matter["description"] as? String == "Smith dissolution")
         #expect(matter["isLead"] as? Bool == false)
@@ -362,6 +372,52 @@ import Testing
         #expect(try Self.events(fixture).isEmpty)
     }
 
+    /// Smokeball computes the title ("AM-0323-0005 - Smith - Sale - Jones"): number, the clients'
+    /// last names, the matter type's name, the other side's last names; a company gives its
+    /// name; missing parts are left out; several names join with " & ".
+    @Test func theTitleIsComputedFromNumberClientsTypeAndOtherSide() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let smith = try Self.contact(fixture, "Avery Smith")
+        let jones = try Self.contact(fixture, "Mary Ann Jones")
+        let acme = try Self.contact(fixture, "Acme Holdings LLC", company: true)
+        let okafor = try Self.contact(fixture, "Blake Okafor")
+        let divorce = try Self.matterType(fixture, "Divorce")
+        let full = try Self.create(
+            fixture, access,
+            Self.body(
+                type: divorce, clients: [smith, jones], ["number": "AM-0323-0005", "otherSideIds": [acme, okafor]]))
+        #expect(
+            Self.matter(fixture, access, full)["title"] as? String
+                == "AM-0323-0005 - Smith & Jones - Divorce - Acme Holdings LLC & Okafor")
+        let bare = try Self.create(fixture, access, Self.body(type: divorce, clients: [acme]))
+        #expect(Self.matter(fixture, access, bare)["title"] as? String == "Acme Holdings LLC - Divorce")
+        // Computed on every read: a client's new last name shows at once.
+        #expect(
+            Self.send(fixture, "PUT", "/contacts/\(smith)", access, json: ["person": ["lastName": "Smyth"]]).status
+                == .accepted)
+        #expect(
+            Self.matter(fixture, access, full)["title"] as? String
+                == "AM-0323-0005 - Smyth & Jones - Divorce - Acme Holdings LLC & Okafor")
+    }
+
+    /// No title or name can be written: MatterDto and MatterDto2 have neither, and refuse them.
+    @Test(arguments: [("POST", "title"), ("POST", "name"), ("PATCH", "title"), ("PATCH", "name"), ("PUT", "Title")])
+    func aTitleOrNameCannotBeWritten(method: String, property: String) throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let client = try Self.contact(fixture, "Avery Smith")
+        let divorce = try Self.matterType(fixture, "Divorce")
+        let existing =
+            method == "POST" ? nil : try Self.create(fixture, access, Self.body(type: divorce, clients: [client]))
+        let response = Self.send(
+            fixture, method, "/matters" + (existing.map { "/" + $0 } ?? ""), access,
+            json: Self.body(type: divorce, clients: [client], [property: "Smith v Jones"]))
+        #expect(response.status == .badRequest)
+        #expect((F.json(response)["detail"] as? String)?.contains(property) == true, "\(F.text(response))")
+        #expect(try Self.count(fixture, "SELECT count(*) AS n FROM sb_matters") == (existing == nil ? 0 : 1))
+    }
+
     @Test(arguments: ["unknown type", "other region", "retired type", "bad client role", "unknown client", "lead type"])
     func failuresFoundWhileProcessingArriveAsErrorEvents(failure: String) throws {
         let fixture = try F(rate: 1000, burst: 1000)
@@ -409,10 +465,11 @@ import Testing
         #expect(events.map(\.type) == ["error"])
         #expect(events.first?.requestID == "fail-1")
         #expect(events.first?.source == "API")
-        #expect(events.first?.payload["resource"] as? String == "matter")
-        #expect(events.first?.payload["id"] as? String == id)
-        #expect(events.first?.payload["operation"] as? String == "create")
-        let recorded = events.first?.payload["reason"] as? String ?? ""
+        // Smokeball's error payload: exactly message, resourceName and resourceId.
+        #expect(Set((events.first?.payload ?? [:]).keys) == ["message", "resourceName", "resourceId"])
+        #expect(events.first?.payload["resourceName"] as? String == "matter")
+        #expect(events.first?.payload["resourceId"] as? String == id)
+        let recorded = events.first?.payload["message"] as? String ?? ""
         #expect(recorded.contains(reason), "\(recorded)")
         #expect(fixture.api("GET", "/matters/\(id)", token: access).status == .notFound)
     }
@@ -495,8 +552,8 @@ import Testing
         let error = try #require(try Self.events(fixture).last)
         #expect(error.type == "error")
         #expect(error.requestID == "bad-client")
-        #expect(error.payload["operation"] as? String == "update")
-        #expect(error.payload["reason"] as? String == "no such contact: \(missing)")
+        #expect(error.payload["resourceId"] as? String == id)
+        #expect(error.payload["message"] as? String == "no such contact: \(missing)")
 
         // Changing the type takes the new type's roles.
         let custody = try Self.matterType(fixture, "Custody")
@@ -604,11 +661,19 @@ import Testing
         #expect(events.map(\.type) == ["matter.updated", "matter.closed"])
         #expect(events.allSatisfy { $0.source == "Smokeball" && $0.requestID == nil && $0.clientID == nil })
         #expect(events.allSatisfy { $0.payload["id"] as? String == id })
+        // A firm user acts: the account's user, or the one named.
+        let user = try Connection(url: fixture.databaseURL).execute(
+            "SELECT id::text AS id FROM sb_users WHERE account_id = $1", [fixture.accountID]
+        ).single().string("id")
+        #expect(events.allSatisfy { $0.userID == user })
+        #expect(fixture.admin("POST", path, ["status": "Open", "user_id": user]).status == .ok)
+        #expect(try Self.events(fixture).last?.userID == user)
 
         #expect(fixture.admin("POST", path, ["status": "Archived"]).status == .badRequest)
         #expect(fixture.admin("POST", path, [:]).status == .badRequest)
+        #expect(fixture.admin("POST", path, ["status": "Open", "user_id": UUID().uuidString]).status == .badRequest)
         let unknown = "/_sandbox/accounts/\(account)/matters/\(UUID().uuidString)/status"
         #expect(fixture.admin("POST", unknown, ["status": "Open"]).status == .notFound)
-        #expect(try Self.events(fixture).count == 2)
+        #expect(try Self.events(fixture).count == 3)
     }
 }

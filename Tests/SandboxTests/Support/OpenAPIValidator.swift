@@ -1,7 +1,11 @@
 // A small OpenAPI 3.0 schema validator, so tests can check the sandbox's JSON against Smokeball's
 // published spec (Fixtures/smokeball-swagger.json).
 //
-// Supported keywords: $ref (#/components/schemas/X only, resolved lazily, so cycles are safe),
+// It also reads a folder of JSON Schema files (draft 2020-12, the subset below) through
+// `init(schemaDirectory:)`: there a schema is named by its file name, `$ref` may name a sibling
+// file ("link.json"), and `type` may list several types (["string", "null"]).
+//
+// Supported keywords: $ref (#/components/schemas/X, or a sibling file; resolved lazily, so cycles are safe),
 // allOf, oneOf, anyOf, nullable, type (object, array, string, integer, number, boolean), format
 // (int32 and int64 ranges, date-time as RFC 3339 with or without fractional seconds and with Z or
 // an offset, uuid), enum, properties, required, additionalProperties (false, true, {} or a
@@ -73,6 +77,24 @@ struct OpenAPIValidator: Sendable {
         self.unsupportedKeywords = compiler.unsupported
     }
 
+    /// The JSON Schema files (`*.json`) of a folder, each named by its file name.
+    init(schemaDirectory: URL) throws {
+        var compiler = SchemaCompiler()
+        var compiled: [String: Schema] = [:]
+        let files = try FileManager.default.contentsOfDirectory(atPath: schemaDirectory.path)
+        for file in files.sorted() where file.hasSuffix(".json") {
+            let data = try Data(contentsOf: schemaDirectory.appendingPathComponent(file))
+            let json = try JSON(any: JSONSerialization.jsonObject(with: data), at: file)
+            compiled[file] = try compiler.compile(json, at: file)
+        }
+        if let missing = compiler.references.subtracting(compiled.keys).sorted().first {
+            throw SpecError("$ref to \(missing), which \(schemaDirectory.lastPathComponent) does not hold")
+        }
+        schemas = compiled
+        paths = [:]
+        unsupportedKeywords = compiler.unsupported
+    }
+
     /// Problems found validating `value` (a JSONSerialization result) against components.schemas[name];
     /// empty means valid. Each problem starts with the JSON path of the offending value.
     func problems(_ value: Any, schema name: String) -> [String] {
@@ -125,9 +147,9 @@ struct OpenAPIValidator: Sendable {
         if value == .null && schema.nullable { return [] }
 
         var problems = schema.unsupported.map { "\(path): schema uses unsupported keyword \($0)" }
-        if let type = schema.type, !value.isA(type) {
+        if let types = schema.types, !types.contains(where: value.isA) {
             // A value of the wrong type makes its other keywords meaningless; one problem is enough.
-            return problems + ["\(path): expected \(type), got \(value.typeName)"]
+            return problems + ["\(path): expected \(types.joined(separator: " or ")), got \(value.typeName)"]
         }
         if let allowed = schema.enumValues, !allowed.contains(value) {
             problems.append("\(path): \(value.rendered) is not one of \(JSON.array(allowed).rendered)")
@@ -387,7 +409,8 @@ private final class Schema: Sendable {
     }
 
     let ref: String?
-    let type: String?
+    /// `type`: one name, or (JSON Schema) a list of them.
+    let types: [String]?
     let format: String?
     let nullable: Bool
     let enumValues: [JSON]?
@@ -430,7 +453,11 @@ private final class Schema: Sendable {
             if case .integer(let value)? = members[key] { Int(exactly: value) } else { nil }
         }
         self.ref = ref
-        self.type = string("type")
+        switch members["type"] {
+        case .string(let type)?: self.types = [type]
+        case .array(let types)?: self.types = types.compactMap { if case .string(let type) = $0 { type } else { nil } }
+        default: self.types = nil
+        }
         self.format = string("format")
         self.nullable = bool("nullable")
         if case .array(let values)? = members["enum"] { self.enumValues = values } else { self.enumValues = nil }
@@ -470,7 +497,7 @@ private struct SchemaCompiler {
     ]
     static let annotations: Set<String> = [
         "description", "example", "default", "deprecated", "title", "readOnly", "writeOnly", "externalDocs", "xml",
-        "discriminator",
+        "discriminator", "$schema", "$id", "$comment",
     ]
 
     private(set) var references: Set<String> = []
@@ -480,6 +507,10 @@ private struct SchemaCompiler {
         guard case .object(let members) = json else { throw OpenAPIValidator.SpecError("\(pointer) is not a schema") }
         if case .string(let ref)? = members["$ref"] {
             let prefix = "#/components/schemas/"
+            if ref.hasSuffix(".json") && !ref.contains("/") && !ref.contains("#") {
+                references.insert(ref)
+                return Schema(ref: ref)
+            }
             guard ref.hasPrefix(prefix) else { throw OpenAPIValidator.SpecError("\(pointer): unsupported $ref \(ref)") }
             let name = String(ref.dropFirst(prefix.count))
                 .replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")

@@ -47,7 +47,10 @@ final class SandboxFixture: @unchecked Sendable {
 
     static func url(for database: String) -> String { TestCluster.url(forDatabase: database) }
 
-    init(rate: Double = 5, burst: Double = 5, accessTTL: Int = 3600, refreshTTL: Int = 2_592_000) throws {
+    init(
+        rate: Double = 5, burst: Double = 5, accessTTL: Int = 3600, refreshTTL: Int = 2_592_000,
+        retryAfterHeader: Bool = false
+    ) throws {
         databaseName = try TestCluster.createDatabase("sandbox_", template: "sandbox") { connection in
             _ = try Migrator(directory: Self.migrations).apply(on: connection)
         }
@@ -59,6 +62,7 @@ final class SandboxFixture: @unchecked Sendable {
                 "client_id": Self.clientID, "client_secret": Self.clientSecret, "api_key": Self.apiKey,
                 "redirect_uris": [Self.redirectURI], "rate_per_second": rate, "burst": burst,
                 "access_ttl_seconds": accessTTL, "refresh_ttl_seconds": refreshTTL,
+                "retry_after_header": retryAfterHeader,
             ])
         #expect(client.status.code == 201)
         let account = admin(
@@ -88,11 +92,11 @@ final class SandboxFixture: @unchecked Sendable {
     }
 
     /// A request to a URL the sandbox handed out (upload and download URLs): its path and query.
-    func call(_ method: String, url: String, body: [UInt8] = []) -> Response {
+    func call(_ method: String, url: String, headers: [String: String] = [:], body: [UInt8] = []) -> Response {
         let components = URLComponents(string: url)
         var query: [String: String] = [:]
         for item in components?.queryItems ?? [] { query[item.name] = item.value ?? "" }
-        return call(method, components?.path ?? url, query: query, body: body)
+        return call(method, components?.path ?? url, query: query, headers: headers, body: body)
     }
 
     func admin(_ method: String, _ path: String, _ body: [String: Any]? = nil) -> Response {
@@ -192,17 +196,23 @@ final class SandboxFixture: @unchecked Sendable {
         let source: String
         let requestID: String?
         let clientID: String?
+        /// The acting user (the notification's `userId`), lower-case.
+        let userID: String?
         let payload: [String: Any]
     }
 
     /// Every event recorded so far, oldest first.
     func events() throws -> [RecordedEvent] {
         try Connection(url: databaseURL).execute(
-            "SELECT type, source, request_id, client_id, payload::text AS payload FROM sb_events ORDER BY id"
+            """
+            SELECT type, source, request_id, client_id, user_id::text AS user_id, payload::text AS payload
+            FROM sb_events ORDER BY id
+            """
         ).rows.map { row in
             RecordedEvent(
                 type: try row.string("type"), source: try row.string("source"),
                 requestID: try row.optionalString("request_id"), clientID: try row.optionalString("client_id"),
+                userID: try row.optionalString("user_id"),
                 payload: (try JSONSerialization.jsonObject(with: Data(try row.string("payload").utf8)))
                     as? [String: Any] ?? [:])
         }
