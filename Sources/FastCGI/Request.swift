@@ -61,6 +61,20 @@ public struct Request: Sendable {
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
 
+    /// A cookie's value from the `Cookie` header (RFC 6265: `a=b; c="d"`), the first of that
+    /// name; names match exactly. Nil when absent.
+    public func cookie(_ name: String) -> String? {
+        guard let header = header("cookie") else { return nil }
+        for pair in header.split(separator: ";") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0].trimmingSpaces == name else { continue }
+            var value = parts[1].trimmingSpaces
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = value.dropFirst().dropLast() }
+            return String(value)
+        }
+        return nil
+    }
+
     /// `HTTP_X_REQUEST_ID` → `x-request-id`.
     static func headerName(fromParam key: String) -> String {
         // Byte-wise: CGI param names are ASCII, and Foundation's replacingOccurrences showed up in

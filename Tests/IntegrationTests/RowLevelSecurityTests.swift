@@ -1,3 +1,4 @@
+import Cryptography
 import Foundation
 import PostgreSQL
 import Testing
@@ -54,7 +55,7 @@ import Testing
                     """
                     INSERT INTO oauth_states (firm_id, user_id, state_hash, code_verifier)
                     VALUES ($1, $2, $3, '\\x00'::bytea)
-                    """, [firm, user, Array(UUID().uuidString.utf8)])
+                    """, [firm, user, SecureRandom.bytes(32)])
                 try connection.execute(
                     """
                     INSERT INTO smokeball_webhook_events (firm_id, event_type, payload, dedupe_key)

@@ -1,3 +1,4 @@
+import Basics
 import Cryptography
 import FastCGI
 import Foundation
@@ -31,7 +32,18 @@ public struct Authenticator: Sendable {
         self.init(secret: configuration.jwtSecret, audience: configuration.jwtAudience, issuer: configuration.jwtIssuer)
     }
 
-    public func userID(for request: Request) throws(HTTPError) -> UUID {
+    /// The cookie a plain browser link carries the same JWT in (the connect route accepts it, so
+    /// that an `<a href>` works where no script can set a header).
+    public static let sessionCookie = "casehug_session"
+
+    /// The caller's user id from `Authorization: Bearer`, or, when `acceptingSessionCookie` and
+    /// there is no Authorization header, from the `casehug_session` cookie.
+    public func userID(for request: Request, acceptingSessionCookie: Bool = false) throws(HTTPError) -> UUID {
+        if acceptingSessionCookie, request.header("authorization") == nil,
+            let cookie = request.cookie(Self.sessionCookie)
+        {
+            return try userID(forToken: Substring(cookie))
+        }
         guard let header = request.header("authorization") else {
             throw Self.unauthorized("missing_token", "Authorization: Bearer token required")
         }
@@ -39,11 +51,11 @@ public struct Authenticator: Sendable {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw Self.unauthorized("missing_token", "Authorization: Bearer token required")
         }
-        // Trimmed by hand: Foundation's trimmingCharacters round-trips through NSString.
-        var token = parts[1]
-        while let last = token.last, last == " " || last == "\t" { token.removeLast() }
-        while let first = token.first, first == " " || first == "\t" { token.removeFirst() }
-        let text = String(token)
+        return try userID(forToken: parts[1])
+    }
+
+    func userID(forToken raw: Substring) throws(HTTPError) -> UUID {
+        let text = String(raw.trimmingSpaces)
         let now = clock()
         if let userID = verified.userID(for: text, now: now, leeway: leeway) { return userID }
         let claims: JWT.Claims

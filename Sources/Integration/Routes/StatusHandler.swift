@@ -91,12 +91,16 @@ public struct StatusHandler: DatabaseHandler {
     static let statusQuery = """
         SELECT i.is_active, i.access_token IS NOT NULL AS has_token, i.token_expires_at,
                i.refresh_token_expires_at, i.settings, i.smokeball_account_id, i.account_info, i.region,
-               i.connected_at, i.id IS NOT NULL AS has_integration,
+               i.connected_at, i.id IS NOT NULL AS has_integration, i.needs_reconnect_reason,
+               i.webhook_subscription_id, array_to_string(i.webhook_event_types, ',') AS webhook_event_types,
+               i.webhook_ensured_at, i.connected_by, cb.full_name AS connected_by_name,
+               cb.email AS connected_by_email,
                s.action AS sync_action, s.status AS sync_status, s.matter_id AS sync_matter_id,
                s.upload_id AS sync_upload_id, s.external_id AS sync_external_id,
                s.error_message AS sync_error_message, s.created_at AS sync_created_at
         FROM (SELECT 1) AS one
         LEFT JOIN firm_integrations i ON i.platform = $1 AND i.firm_id = app_current_firm()
+        LEFT JOIN users cb ON cb.id = i.connected_by AND cb.firm_id = app_current_firm()
         LEFT JOIN LATERAL (
             SELECT action, status, matter_id, upload_id, external_id, error_message, created_at
             FROM integration_sync_logs l WHERE l.integration_id = i.id AND l.firm_id = app_current_firm()
@@ -109,11 +113,15 @@ public struct StatusHandler: DatabaseHandler {
         try status(from: try connection.execute(statusQuery, [platform]).single(), caller: caller)
     }
 
+    /// A refresh token expiring sooner than this shows as `reconnect_by` (Smokeball's last 30 days).
+    static let reconnectWarning: TimeInterval = 7 * 24 * 3600
+
     /// The answer from `statusQuery`'s row.
     static func status(from row: Row, caller: Caller, now: Date = Date()) throws -> StatusAnswer {
         var answer = StatusAnswer(
             platform: platform, firmID: caller.firmID, canManageSettings: caller.isFirmAdmin, connected: false,
-            needsReconnect: false, tokenExpiresAt: nil, refreshTokenExpiresAt: nil, connectedAt: nil, smokeball: nil,
+            needsReconnect: false, needsReconnectReason: nil, reconnectBy: nil, tokenExpiresAt: nil,
+            refreshTokenExpiresAt: nil, connectedAt: nil, connectedBy: nil, smokeball: nil, webhookSubscription: nil,
             settings: .defaults, lastSync: nil)
         if try row.bool("has_integration") {
             if let stored = try row.json("settings") as? [String: Any] {
@@ -122,15 +130,34 @@ public struct StatusHandler: DatabaseHandler {
             if try row.bool("is_active") && row.bool("has_token") {
                 let refreshExpiry = try row.optionalDate("refresh_token_expires_at")
                 let info = try row.json("account_info") as? [String: Any] ?? [:]
+                let expired = refreshExpiry.map { $0 <= now } ?? false
+                let reason =
+                    try row.optionalString("needs_reconnect_reason") ?? (expired ? "refresh_token_expired" : nil)
                 answer.connected = true
-                answer.needsReconnect = refreshExpiry.map { $0 <= now } ?? false
+                answer.needsReconnect = reason != nil
+                answer.needsReconnectReason = reason
+                answer.reconnectBy = refreshExpiry.flatMap { expiry in
+                    !expired && expiry.timeIntervalSince(now) <= Self.reconnectWarning ? expiry : nil
+                }
                 answer.tokenExpiresAt = try row.optionalDate("token_expires_at")
                 answer.refreshTokenExpiresAt = refreshExpiry
                 answer.connectedAt = try row.optionalDate("connected_at")
+                answer.connectedBy = try row.optionalUUID("connected_by").map { user in
+                    StatusAnswer.User(
+                        userID: user, name: try row.optionalString("connected_by_name"),
+                        email: try row.optionalString("connected_by_email"))
+                }
                 answer.smokeball = StatusAnswer.Account(
                     accountID: try row.optionalString("smokeball_account_id"), region: try row.optionalString("region"),
                     firmName: info["firm_name"] as? String, userName: info["user_name"] as? String,
                     userEmail: info["user_email"] as? String)
+                answer.webhookSubscription = try row.optionalString("webhook_subscription_id").map { id in
+                    StatusAnswer.Subscription(
+                        id: id,
+                        eventTypes: (try row.optionalString("webhook_event_types") ?? "").split(separator: ",")
+                            .map(String.init),
+                        ensuredAt: try row.optionalDate("webhook_ensured_at"))
+                }
             }
         }
         if let action = try row.optionalString("sync_action") {
@@ -182,15 +209,46 @@ struct StatusAnswer: Encodable, Equatable {
         }
     }
 
+    /// Who connected the firm.
+    struct User: Encodable, Equatable {
+        var userID: UUID
+        var name: String?
+        var email: String?
+
+        enum CodingKeys: String, CodingKey {
+            case userID = "user_id"
+            case name, email
+        }
+    }
+
+    /// The firm's webhook subscription at Smokeball, as last ensured.
+    struct Subscription: Encodable, Equatable {
+        var id: String
+        var eventTypes: [String]
+        var ensuredAt: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case id
+            case eventTypes = "event_types"
+            case ensuredAt = "ensured_at"
+        }
+    }
+
     var platform: String
     var firmID: UUID
     var canManageSettings: Bool
     var connected: Bool
     var needsReconnect: Bool
+    /// Why: `refresh_token_expired`, or what the connection recorded (`invalid_grant`, ...).
+    var needsReconnectReason: String?
+    /// When the refresh token runs out, once that is less than `reconnectWarning` away.
+    var reconnectBy: Date?
     var tokenExpiresAt: Date?
     var refreshTokenExpiresAt: Date?
     var connectedAt: Date?
+    var connectedBy: User?
     var smokeball: Account?
+    var webhookSubscription: Subscription?
     var settings: IntegrationSettings
     var lastSync: LastSync?
 
@@ -200,10 +258,15 @@ struct StatusAnswer: Encodable, Equatable {
         case canManageSettings = "can_manage_settings"
         case connected
         case needsReconnect = "needs_reconnect"
+        case needsReconnectReason = "needs_reconnect_reason"
+        case reconnectBy = "reconnect_by"
         case tokenExpiresAt = "token_expires_at"
         case refreshTokenExpiresAt = "refresh_token_expires_at"
         case connectedAt = "connected_at"
-        case smokeball, settings
+        case connectedBy = "connected_by"
+        case smokeball
+        case webhookSubscription = "webhook_subscription"
+        case settings
         case lastSync = "last_sync"
     }
 }
