@@ -135,12 +135,11 @@ import Testing
                 body: Self.form([("grant_type", "client_credentials")]),
                 contentType: "application/x-www-form-urlencoded", base: service.sandboxURL)
             let token = try #require(granted.jsonObject["access_token"] as? String)
-            final class Tally: @unchecked Sendable {
-                let lock = NSLock()
+            struct Tally {
                 var statuses: [Int] = []
                 var withRetryAfter = 0
             }
-            let tally = Tally()
+            let counts = Locked(Tally())
             let duration: TimeInterval = 2
             let started = Date()
             let url = service.sandboxURL + "/mattertypes"
@@ -152,13 +151,15 @@ import Testing
                         url: url, headers: [("x-api-key", Self.apiKey), ("Authorization", "Bearer " + token)],
                         timeout: 10)
                     guard let response = try? client.send(request) else { continue }
-                    tally.lock.lock()
-                    tally.statuses.append(response.status)
-                    if response.status == 429, response.header("Retry-After") != nil { tally.withRetryAfter += 1 }
-                    tally.lock.unlock()
+                    let retryAfter = response.status == 429 && response.header("Retry-After") != nil
+                    counts.withLock { tally in
+                        tally.statuses.append(response.status)
+                        if retryAfter { tally.withRetryAfter += 1 }
+                    }
                 }
             }
             let elapsed = Date().timeIntervalSince(started)
+            let tally = counts.value
             let admitted = tally.statuses.filter { $0 != 429 }.count
             // The figure, for the record (not a timing assertion).
             print(

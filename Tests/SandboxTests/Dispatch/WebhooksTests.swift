@@ -4,6 +4,7 @@ import FastCGI
 import Foundation
 import HTTPClient
 import PostgreSQL
+import TestSupport
 import Testing
 
 @testable import SmokeballSandbox
@@ -550,18 +551,18 @@ import Testing
         for name in names { _ = try Self.record(fixture, requestID: name) }
         let url = fixture.databaseURL
         let now = fixture.now
-        let results = ConcurrentResults()
+        let delivered = Locked<[Int]>([])
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
             let database = Database(url: url, options: .direct)
             do {
                 let counts = try WebhookDispatcher.deliverPending(database: database, now: now, client: HTTPClient())
-                results.add(counts.delivered)
+                delivered.withLock { $0.append(counts.delivered) }
             } catch {
-                results.add(-1000)
+                delivered.withLock { $0.append(-1000) }
             }
             database.disconnect()
         }
-        #expect(results.total == 60)
+        #expect(delivered.value.reduce(0, +) == 60)
         let order = receiver.requests().compactMap { $0.header("RequestId").first }
         #expect(order.count == 60)
         #expect(Set(order) == Set(names))
@@ -569,21 +570,6 @@ import Testing
             Self.deliveries(fixture).allSatisfy {
                 $0["attempts"] as? Int == 1 && $0["status"] as? String == "delivered"
             })
-    }
-
-    final class ConcurrentResults: @unchecked Sendable {
-        private let lock = NSLock()
-        private var values: [Int] = []
-        func add(_ value: Int) {
-            lock.lock()
-            values.append(value)
-            lock.unlock()
-        }
-        var total: Int {
-            lock.lock()
-            defer { lock.unlock() }
-            return values.reduce(0, +)
-        }
     }
 
     @Test func notifySendsANoopToThatSubscriptionOnly() throws {

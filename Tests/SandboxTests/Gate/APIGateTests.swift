@@ -1,6 +1,7 @@
 import FastCGI
 import Foundation
 import PostgreSQL
+import TestSupport
 import Testing
 
 @testable import SmokeballSandbox
@@ -152,13 +153,12 @@ import Testing
         let (access, _) = fixture.connect()
         let workers = 4
         let duration: TimeInterval = 2
-        final class Tally: @unchecked Sendable {
-            let lock = NSLock()
+        struct Tally {
             var admitted = 0
             var refused = 0
             var withRateHeaders = 0
         }
-        let tally = Tally()
+        let counts = Locked(Tally())
         let started = Date()
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             let handler = SandboxHandler(database: Database(url: fixture.databaseURL, options: .direct))
@@ -168,20 +168,20 @@ import Testing
                     headers: ["x-api-key": F.apiKey, "authorization": "Bearer " + access, "host": "h"],
                     remoteAddress: "127.0.0.1", requestID: "flood")
                 let status = respond(to: request, with: handler, log: Logger(route: "t")).0
-                tally.lock.lock()
-                if status.status == .ok { tally.admitted += 1 }
-                if status.status == .tooManyRequests {
-                    tally.refused += 1
-                    if status.headers.contains(where: {
-                        $0.0.lowercased() == "retry-after" || $0.0.lowercased().hasPrefix("x-ratelimit")
-                    }) {
-                        tally.withRateHeaders += 1
+                let rateHeaders = status.headers.contains {
+                    $0.0.lowercased() == "retry-after" || $0.0.lowercased().hasPrefix("x-ratelimit")
+                }
+                counts.withLock { tally in
+                    if status.status == .ok { tally.admitted += 1 }
+                    if status.status == .tooManyRequests {
+                        tally.refused += 1
+                        if rateHeaders { tally.withRateHeaders += 1 }
                     }
                 }
-                tally.lock.unlock()
             }
         }
         let elapsed = Date().timeIntervalSince(started)
+        let tally = counts.value
         // The figure, for the record (not a timing assertion).
         print(
             "flood (in-process, \(workers) workers): admitted \(tally.admitted), refused \(tally.refused) in "
