@@ -16,6 +16,8 @@ public struct KeyRing: Sendable, CustomStringConvertible {
 
     /// The id of the key every `seal` uses.
     public let currentKeyID: UInt8
+    private let current: AES256GCM
+    /// Every key that opens, the current one included.
     private let ciphers: [UInt8: AES256GCM]
 
     /// `oldKeys` only open values. Ids are 1...255; an old key may repeat the current id only
@@ -27,7 +29,8 @@ public struct KeyRing: Sendable, CustomStringConvertible {
             guard oldID != 0, oldID != id || key == currentKey else { throw .invalidKeyID }
             ciphers[oldID] = try AES256GCM(key: key)
         }
-        ciphers[id] = try AES256GCM(key: currentKey)
+        current = try AES256GCM(key: currentKey)
+        ciphers[id] = current
         currentKeyID = id
         self.ciphers = ciphers
     }
@@ -39,8 +42,7 @@ public struct KeyRing: Sendable, CustomStringConvertible {
 
     public func seal(_ plaintext: [UInt8], associatedData: [UInt8] = []) throws(CryptoError) -> [UInt8] {
         let header = [Self.version, currentKeyID]
-        // The current id is always in the ring (init puts it there).
-        let sealed = try ciphers[currentKeyID]!.seal(plaintext, associatedData: header + associatedData)
+        let sealed = try current.seal(plaintext, associatedData: header + associatedData)
         return header + sealed
     }
 
