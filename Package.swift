@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: routes.map { .executable(name: $0, targets: [$0]) } + [
         .executable(name: "hello", targets: ["hello"]),
+        .executable(name: "hello-db", targets: ["hello-db"]),
         .executable(name: "casehug-admin", targets: ["casehug-admin"]),
         .executable(name: "smokeball-sandbox", targets: ["smokeball-sandbox"]),
     ],
@@ -43,6 +44,8 @@ let package = Package(
         .executableTarget(name: "status", dependencies: ["FastCGI", "Integration"]),
         // The benchmark's ceiling: the same runtime answering a constant.
         .executableTarget(name: "hello", dependencies: ["FastCGI"]),
+        // The floor of a route that reads PostgreSQL: the same, after one `SELECT 1` round trip.
+        .executableTarget(name: "hello-db", dependencies: ["FastCGI", "Integration", "PostgreSQL"]),
         // Migrations, demo seed, token minting for scripts.
         .executableTarget(name: "casehug-admin", dependencies: ["Integration"]),
         .executableTarget(name: "smokeball-sandbox", dependencies: ["FastCGI", "SmokeballSandbox"]),

@@ -9,6 +9,10 @@ public struct CryptoError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidNonce
         case malformed
         case authenticationFailed
+        case invalidKeyID
+        case truncated
+        case unsupportedVersion(UInt8)
+        case unknownKeyID(UInt8)
         case openssl(String)
     }
 
@@ -25,6 +29,17 @@ public struct CryptoError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The AEAD tag did not verify: wrong key, wrong associated data, or tampering.
     public static let authenticationFailed = CryptoError(.authenticationFailed)
 
+    /// A key id outside 1...255, or one id given two different keys (`KeyRing`).
+    public static let invalidKeyID = CryptoError(.invalidKeyID)
+    /// A sealed value shorter than its format's header, nonce and tag (`KeyRing`).
+    public static let truncated = CryptoError(.truncated)
+    /// A sealed value whose version byte is not one this build reads (`KeyRing`). The byte is
+    /// shown: it is format, not secret.
+    public static func unsupportedVersion(_ version: UInt8) -> CryptoError { CryptoError(.unsupportedVersion(version)) }
+    /// A sealed value naming a key id that is not in the ring (`KeyRing`): the key it was sealed
+    /// with is not configured. The id is shown, never a key.
+    public static func unknownKeyID(_ id: UInt8) -> CryptoError { CryptoError(.unknownKeyID(id)) }
+
     /// An OpenSSL call failed; `code` names the call and OpenSSL's reason.
     public static func openssl(_ code: String) -> CryptoError { CryptoError(.openssl(code)) }
 
@@ -34,6 +49,10 @@ public struct CryptoError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidNonce: "CryptoError.invalidNonce"
         case .malformed: "CryptoError.malformed"
         case .authenticationFailed: "CryptoError.authenticationFailed"
+        case .invalidKeyID: "CryptoError.invalidKeyID"
+        case .truncated: "CryptoError.truncated"
+        case .unsupportedVersion(let version): "CryptoError.unsupportedVersion(\(version))"
+        case .unknownKeyID(let id): "CryptoError.unknownKeyID(\(id))"
         case .openssl(let code): "CryptoError.openssl(\(code))"
         }
     }

@@ -8,9 +8,11 @@ import Testing
 /// What a route's supervisor makes sure of before forking: a role that row-level security binds,
 /// and no database connection left open to be shared by its workers.
 @Suite(.serialized) struct RouteStartupTests {
-    /// Starts the real `status` executable with `databaseURL`; returns its exit status if it
+    /// Starts the real `route` executable with `databaseURL`; returns its exit status if it
     /// ended within `seconds` (nil if still serving, then stops it) and what it logged.
-    static func startStatus(databaseURL: String, seconds: Double) throws -> (status: Int32?, log: String) {
+    static func startRoute(_ route: String = "status", databaseURL: String, seconds: Double) throws -> (
+        status: Int32?, log: String
+    ) {
         let directory = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("casehug-startup-" + ServiceDatabase.randomSuffix())
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -18,8 +20,8 @@ import Testing
         let logURL = directory.appendingPathComponent("status.log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent("status")
-        process.arguments = ["--socket", directory.appendingPathComponent("status.sock").path, "--workers", "1"]
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent(route)
+        process.arguments = ["--socket", directory.appendingPathComponent("\(route).sock").path, "--workers", "1"]
         process.environment = [
             "DATABASE_URL": databaseURL, "CASEHUG_JWT_SECRET": TestEnvironment.jwtSecret,
         ]
@@ -39,9 +41,11 @@ import Testing
         return (status, (try? String(contentsOf: logURL, encoding: .utf8)) ?? "")
     }
 
-    @Test func aRouteStartedWithTheSuperuserURLRefusesToServeAndSaysWhy() throws {
+    /// `hello-db` too: the benchmark's floor must run as the routes do.
+    @Test(arguments: ["status", "hello-db"])
+    func aRouteStartedWithTheSuperuserURLRefusesToServeAndSaysWhy(route: String) throws {
         try ServiceDatabase.with { database in
-            let (status, log) = try Self.startStatus(databaseURL: database.adminURL, seconds: 15)
+            let (status, log) = try Self.startRoute(route, databaseURL: database.adminURL, seconds: 15)
             #expect(status == 2, "the route should have stopped at start; log: \(log)")
             #expect(log.contains("startup_failed"))
             #expect(log.contains("refusing to run as a superuser or BYPASSRLS role"))
@@ -51,7 +55,7 @@ import Testing
 
     @Test func theSameRouteWithTheAppRoleServes() throws {
         try ServiceDatabase.with { database in
-            let (status, log) = try Self.startStatus(databaseURL: database.appURL, seconds: 1.5)
+            let (status, log) = try Self.startRoute(databaseURL: database.appURL, seconds: 1.5)
             #expect(status == nil, "the route should still be serving; log: \(log)")
             #expect(!log.contains("startup_failed"))
         }
@@ -61,7 +65,7 @@ import Testing
         try ServiceDatabase.with { database in
             try database.takeOffline()
             defer { try? database.bringOnline() }
-            let (status, log) = try Self.startStatus(databaseURL: database.appURL, seconds: 1.5)
+            let (status, log) = try Self.startRoute(databaseURL: database.appURL, seconds: 1.5)
             #expect(status == nil, "the route should serve 503s until the database is back; log: \(log)")
             #expect(log.contains("database_unavailable_at_start"))
         }

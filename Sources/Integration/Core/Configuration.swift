@@ -11,6 +11,11 @@ public struct Configuration: Sendable {
     public let jwtSecret: [UInt8]
     /// AES-256-GCM key for tokens at rest; only routes that touch tokens require it.
     public let tokenEncryptionKey: [UInt8]?
+    /// `TOKEN_ENCRYPTION_KEY_ID` (1...255, default 1): the id every newly sealed value carries.
+    public var tokenEncryptionKeyID: UInt8 = 1
+    /// `TOKEN_ENCRYPTION_KEYS` (`id:base64,id:base64`): earlier keys by id, for opening values
+    /// sealed before a rotation. Never used to seal.
+    public var oldTokenEncryptionKeys: [UInt8: [UInt8]] = [:]
     /// Session limits of the route's connections: `.routes`, with `DATABASE_STATEMENT_TIMEOUT_MS`,
     /// `DATABASE_LOCK_TIMEOUT_MS` and `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` when set.
     public let databaseOptions: ConnectionOptions
@@ -44,14 +49,15 @@ public struct Configuration: Sendable {
         }
         var key: [UInt8]?
         if let encoded = environment["TOKEN_ENCRYPTION_KEY"], !encoded.isEmpty {
-            guard let decoded = Data(base64Encoded: encoded), decoded.count == AES256GCM.keyByteCount else {
+            guard let decoded = aes256Key(encoded) else {
                 throw ConfigurationError(
                     variable: "TOKEN_ENCRYPTION_KEY", problem: "must be base64 of exactly 32 bytes")
             }
-            key = [UInt8](decoded)
+            key = decoded
         } else if requireEncryptionKey {
             throw ConfigurationError(variable: "TOKEN_ENCRYPTION_KEY", problem: "is not set")
         }
+        let (keyID, oldKeys) = try tokenKeyRing(environment, currentKey: key)
         var options = ConnectionOptions.routes
         options.statementTimeoutMilliseconds =
             try milliseconds("DATABASE_STATEMENT_TIMEOUT_MS", environment) ?? options.statementTimeoutMilliseconds
@@ -62,11 +68,81 @@ public struct Configuration: Sendable {
             ?? options.idleInTransactionTimeoutMilliseconds
         var configuration = Configuration(
             databaseURL: databaseURL, jwtSecret: Array(secret.utf8), tokenEncryptionKey: key, databaseOptions: options)
+        configuration.tokenEncryptionKeyID = keyID
+        configuration.oldTokenEncryptionKeys = oldKeys
         if let audience = environment["CASEHUG_JWT_AUDIENCE"], !audience.isEmpty {
             configuration.jwtAudience = audience
         }
         if let issuer = environment["CASEHUG_JWT_ISSUER"], !issuer.isEmpty { configuration.jwtIssuer = issuer }
         return configuration
+    }
+
+    /// `TOKEN_ENCRYPTION_KEY_ID` and `TOKEN_ENCRYPTION_KEYS`. Messages name the variable, and an
+    /// entry by its position or parsed id, never by its text: a malformed entry may hold key bytes.
+    private static func tokenKeyRing(_ environment: [String: String], currentKey: [UInt8]?) throws(ConfigurationError)
+        -> (UInt8, [UInt8: [UInt8]])
+    {
+        let idText = environment["TOKEN_ENCRYPTION_KEY_ID"] ?? ""
+        let listText = environment["TOKEN_ENCRYPTION_KEYS"] ?? ""
+        guard let currentKey else {
+            // Old keys or an id without a current key would leave nothing to seal with.
+            for variable in ["TOKEN_ENCRYPTION_KEY_ID", "TOKEN_ENCRYPTION_KEYS"]
+            where !(environment[variable] ?? "").isEmpty {
+                throw ConfigurationError(variable: variable, problem: "is set but TOKEN_ENCRYPTION_KEY is not")
+            }
+            return (1, [:])
+        }
+        var currentID: UInt8 = 1
+        if !idText.isEmpty {
+            guard let id = keyID(idText) else {
+                throw ConfigurationError(
+                    variable: "TOKEN_ENCRYPTION_KEY_ID", problem: "must be a whole number from 1 to 255")
+            }
+            currentID = id
+        }
+        var oldKeys: [UInt8: [UInt8]] = [:]
+        guard !listText.isEmpty else { return (currentID, oldKeys) }
+        let variable = "TOKEN_ENCRYPTION_KEYS"
+        for (index, entry) in listText.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
+            let position = "entry \(index + 1)"
+            let parts = entry.trimmingCharacters(in: .whitespaces).split(
+                separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2 else {
+                throw ConfigurationError(
+                    variable: variable, problem: "\(position) is not ID:BASE64 (entries are comma-separated)")
+            }
+            guard let id = keyID(String(parts[0])) else {
+                throw ConfigurationError(
+                    variable: variable, problem: "\(position) has a key id that is not a whole number from 1 to 255")
+            }
+            guard let key = aes256Key(String(parts[1])) else {
+                throw ConfigurationError(
+                    variable: variable, problem: "\(position) (key id \(id)) is not base64 of exactly 32 bytes")
+            }
+            guard oldKeys[id] == nil else {
+                throw ConfigurationError(variable: variable, problem: "lists key id \(id) twice")
+            }
+            guard id != currentID || key == currentKey else {
+                throw ConfigurationError(
+                    variable: variable, problem: "gives key id \(id), the TOKEN_ENCRYPTION_KEY_ID, a different key")
+            }
+            oldKeys[id] = key
+        }
+        return (currentID, oldKeys)
+    }
+
+    /// 1...255 in plain digits.
+    private static func keyID(_ text: String) -> UInt8? {
+        guard !text.isEmpty, text.utf8.count <= 3,
+            text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let value = UInt8(text), value != 0
+        else { return nil }
+        return value
+    }
+
+    private static func aes256Key(_ base64: String) -> [UInt8]? {
+        guard let decoded = Data(base64Encoded: base64), decoded.count == AES256GCM.keyByteCount else { return nil }
+        return [UInt8](decoded)
     }
 
     /// An optional whole number of milliseconds (0 turns PostgreSQL's limit off); nil when unset.
