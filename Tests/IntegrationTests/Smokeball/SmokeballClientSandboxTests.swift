@@ -57,6 +57,20 @@ import Testing
             let onBehalf = try client.firm(
                 .account(sandbox.accountID, accessToken: server.accessToken, actingUserID: actingUser))
             #expect(onBehalf.value.id == sandbox.accountID)
+            // The UserId header makes the write the named user's: the event it causes says so.
+            struct Person: Encodable { let firstName: String, lastName: String }
+            struct NewContact: Encodable { let person: Person }
+            let secondUser = try #require(staff.first { $0.email != SmokeballSandbox.email }?.userId)
+            let contact = try client.write(
+                "POST", "/contacts", body: NewContact(person: Person(firstName: "Ada", lastName: "Client")),
+                access: .account(sandbox.accountID, accessToken: server.accessToken, actingUserID: secondUser))
+            #expect(contact.status == 202)
+            let event = try Connection(url: sandbox.store.url).execute(
+                "SELECT user_id::text AS u, payload->>'id' AS id FROM sb_events WHERE request_id = $1",
+                [contact.requestID]
+            ).single()
+            #expect(try event.optionalString("u") == secondUser.lowercased())
+            #expect(try event.optionalString("id") == contact.value.id)
             // Without the account in the path the token names none.
             #expect(throws: SmokeballError.self) { try client.firm(.user(server.accessToken)) }
 
