@@ -131,6 +131,11 @@ public struct WebhookSubscriptionRequest: Encodable, Sendable, CustomStringConve
     public var debugDescription: String { description }
 }
 
+/// The spec's `StringCollection` (`GET /webhooks/types`).
+public struct StringCollection: Decodable, Sendable, Equatable {
+    public var value: [String]?
+}
+
 /// `GET /mattertypes`' items (`MatterTypeInfo`).
 public struct MatterTypeInfo: Decodable, Sendable, Equatable {
     public var id: String?

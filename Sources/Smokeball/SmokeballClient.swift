@@ -175,6 +175,12 @@ public final class SmokeballClient {
         return found
     }
 
+    /// The event types subscriptions may name (`GET /webhooks/types`).
+    public func webhookEventTypes(_ access: SmokeballAccess, lane: SmokeballLane = .interactive) throws -> [String] {
+        let types: SmokeballResult<StringCollection> = try get("/webhooks/types", access: access, lane: lane)
+        return types.value.value ?? []
+    }
+
     /// Every webhook subscription of the account (`GET /webhooks`, all pages).
     public func webhookSubscriptions(_ access: SmokeballAccess, lane: SmokeballLane = .interactive) throws
         -> [WebhookSubscription]

@@ -101,7 +101,11 @@ import Testing
             #expect(try client.staffMember(userID: UUID().uuidString, access: access) == nil)
             #expect(try client.staffMember(id: try #require(owner.id), access: access).value == owner)
 
-            // Webhook subscriptions: create, list, read, update, notify, delete.
+            // Webhook subscriptions: the types, then create, list, read, update, notify, delete.
+            let types = try client.webhookEventTypes(access)
+            for wanted in ["matter.created", "matter.updated", "contact.updated", "files.updated", "error"] {
+                #expect(types.contains(wanted), "\(wanted)")
+            }
             let request = WebhookSubscriptionRequest(
                 name: "CaseHug", eventTypes: ["matter.created", "contact.updated"],
                 eventNotificationUrl: "https://casehug.test/api/v1/integrations/smokeball/webhooks",
@@ -309,6 +313,37 @@ import Testing
                 #expect(!error.description.contains("wrong-secret"))
             }
             #expect(try client.clientCredentials().accessToken.isEmpty == false)
+
+            // Slow or dropped: a time-out, and nginx's 502 for the dead worker.
+            try sandbox.addFault(["path_prefix": "/oauth2/token", "latency_ms": 900])
+            client.requestTimeout = 0.3
+            #expect(Self.failedRequestID { _ = try client.clientCredentials() }.0 == .timedOut)
+            client.requestTimeout = 30
+            try sandbox.clearFaults()
+            try sandbox.addFault(["path_prefix": "/oauth2/token", "drop_connection": true])
+            #expect(Self.failedRequestID { _ = try client.refresh("any-refresh-token") }.0 == .unavailable)
+            try sandbox.clearFaults()
+        }
+    }
+
+    @Test("a firm's revoked grant makes its calls unauthorized and its refresh token invalid")
+    func revokedAccount() throws {
+        try SmokeballSandbox.with { sandbox in
+            let client = try sandbox.client()
+            let verifier = PKCE.verifier()
+            let code = try sandbox.signIn(client, state: "revoke", challenge: PKCE.challenge(for: verifier))
+            let tokens = try client.exchangeCode(
+                code, redirectURI: SmokeballSandbox.redirectURI, codeVerifier: verifier)
+            #expect(try client.firm(.user(tokens.accessToken)).status == 200)
+            let revoked = try sandbox.service.send(
+                "POST", "/_sandbox/revoke", body: SmokeballSandbox.json(["account_id": sandbox.accountID]),
+                contentType: "application/json", base: sandbox.url)
+            try #require(revoked.status == 200)
+            let (code401, requestID) = Self.failedRequestID { _ = try client.firm(.user(tokens.accessToken)) }
+            #expect(code401 == .unauthorized)
+            // Not retried: a token that is not accepted stays so.
+            #expect(try sandbox.attempts(requestID).map { $0["status"] as? Int } == [401])
+            #expect(Self.failedRequestID { _ = try client.refresh(tokens.refreshToken ?? "") }.0 == .invalidGrant)
         }
     }
 }
