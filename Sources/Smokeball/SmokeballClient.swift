@@ -226,7 +226,7 @@ public final class SmokeballClient {
     {
         accepted(
             try call(
-                "POST", "/webhooks/" + PercentEncoding.encode(id) + "/notify", body: [], access: access, lane: lane))
+                "POST", "/webhooks/" + PercentEncoding.encode(id) + "/notify", access: access, lane: lane))
     }
 
     /// `GET /mattertypes` (all pages), filtered as Smokeball filters (`Name` partial match).
