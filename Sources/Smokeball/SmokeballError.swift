@@ -21,7 +21,7 @@ public struct ProblemDetails: Decodable, Sendable, Equatable {
 
 /// A failed Smokeball call, small enough for a route to answer and log. `description` names the
 /// code and statuses only: Smokeball's details may echo what was sent.
-public struct SmokeballError: Error, Sendable, CustomStringConvertible {
+public struct SmokeballError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: String, Sendable, Equatable {
         /// No Smokeball credentials on this server.
         case notConfigured = "not_configured"
