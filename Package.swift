@@ -33,8 +33,13 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["Basics", "CCurl"]),
         .target(name: "Cryptography", dependencies: ["Basics", "CCrypto"]),
 
+        // The Smokeball API client (OAuth, typed resources, retries) and the partner's shared rate limit.
+        .target(name: "Smokeball", dependencies: ["Basics", "PostgreSQL", "Cryptography", "HTTPClient"]),
+
         // The integration core: auth, tenancy, settings, route handlers.
-        .target(name: "Integration", dependencies: ["Basics", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient"]),
+        .target(
+            name: "Integration",
+            dependencies: ["Basics", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient", "Smokeball"]),
 
         // The local Smokeball: auth server, API subset, rate limit, admin (issue #3).
         .target(
@@ -51,6 +56,8 @@ let package = Package(
         .executableTarget(name: "smokeball-sandbox", dependencies: ["FastCGI", "SmokeballSandbox"]),
         // bytea throughput of the PostgreSQL layer (scripts/bench bytea).
         .executableTarget(name: "pg-bench", dependencies: ["Basics", "PostgreSQL"]),
+        // Floods Smokeball from one process through the shared rate limit (the rate-limit test runs several).
+        .executableTarget(name: "smokeball-flood", dependencies: ["Basics", "PostgreSQL", "Smokeball"]),
 
         // What several test targets share: the scratch cluster's throwaway databases, seeded
         // generators for fuzzing.
@@ -63,7 +70,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Basics", "Integration", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient", "TestSupport",
+                "Basics", "Integration", "FastCGI", "PostgreSQL", "Cryptography", "HTTPClient", "Smokeball",
+                "TestSupport",
             ],
             resources: [.copy("Fixtures")]
         ),
