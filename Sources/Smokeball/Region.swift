@@ -1,3 +1,5 @@
+import Basics
+
 /// Smokeball's regions. Each has its own auth server and API host (FACTS.md "Hosts"); a firm's
 /// data lives in one of them, so every base URL is chosen per region, never hard-coded.
 public enum SmokeballRegion: String, Sendable, CaseIterable, Codable {
@@ -42,6 +44,18 @@ public struct SmokeballEndpoints: Sendable, Equatable {
     }
 
     public var authorizeURL: String { authBaseURL + "/oauth2/authorize" }
+
+    /// Where the browser goes to sign in: `response_type=code`, the client id, the exact
+    /// redirect URI, the state and an S256 challenge. No `scope`: Smokeball grants the client's
+    /// scopes and asks integrators not to send one.
+    public func authorizeURL(clientID: String, redirectURI: String, state: String, codeChallenge: String) -> String {
+        URLQuery.build(
+            base: authorizeURL,
+            [
+                ("response_type", "code"), ("client_id", clientID), ("redirect_uri", redirectURI), ("state", state),
+                ("code_challenge_method", PKCE.method), ("code_challenge", codeChallenge),
+            ])
+    }
     public var tokenURL: String { authBaseURL + "/oauth2/token" }
 
     private static func trimmed(_ url: String) -> String {

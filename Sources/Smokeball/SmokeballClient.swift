@@ -75,16 +75,10 @@ public final class SmokeballClient {
 
     // MARK: OAuth
 
-    /// Where the browser goes to sign in: `response_type=code`, the client id, the exact
-    /// redirect URI, the state and an S256 challenge. No `scope`: Smokeball grants the client's
-    /// scopes and asks integrators not to send one.
+    /// Where the browser goes to sign in (see `SmokeballEndpoints.authorizeURL`).
     public func authorizeURL(redirectURI: String, state: String, codeChallenge: String) -> String {
-        URLQuery.build(
-            base: endpoints.authorizeURL,
-            [
-                ("response_type", "code"), ("client_id", credentials.clientID), ("redirect_uri", redirectURI),
-                ("state", state), ("code_challenge_method", PKCE.method), ("code_challenge", codeChallenge),
-            ])
+        endpoints.authorizeURL(
+            clientID: credentials.clientID, redirectURI: redirectURI, state: state, codeChallenge: codeChallenge)
     }
 
     /// Exchanges an authorization code (single use: not retried once it may have reached the server).

@@ -14,6 +14,8 @@ public struct TokenVault: Sendable, CustomStringConvertible {
     public enum Column: String, Sendable {
         case accessToken = "access_token"
         case refreshToken = "refresh_token"
+        /// An OAuth state's PKCE verifier (`oauth_states.code_verifier`).
+        case codeVerifier = "code_verifier"
     }
 
     let keys: KeyRing
