@@ -26,9 +26,8 @@ import Testing
         init(_ database: ServiceDatabase, configured: Bool = true) throws {
             self.database = database
             seed = try Seed(database)
-            firm = try seed.firm("Firm A")
-            admin = try seed.user(firm: firm, role: "firm_admin")
-            standard = try seed.user(firm: firm, role: "standard")
+            let users = try seed.firmWithUsers("Firm A")
+            (firm, admin, standard) = (users.id, users.admin, users.standard)
             let credentials = SmokeballConfiguration.Credentials(
                 clientID: "casehug-client", clientSecret: "secret-not-used-here", apiKey: "key-not-used-here")
             handler = ConnectHandler(

@@ -8,17 +8,6 @@ import Testing
 /// The OAuth states behind connect and callback, at the database: created only by a firm admin,
 /// at most 20 live per user, consumed once, and found by the state itself before any tenant.
 @Suite struct OAuthStateTests {
-    struct Firm {
-        let id: UUID
-        let admin: UUID
-        let standard: UUID
-    }
-
-    static func firm(_ seed: Seed, _ name: String) throws -> Firm {
-        let id = try seed.firm(name)
-        return Firm(id: id, admin: try seed.user(firm: id, role: "firm_admin"), standard: try seed.user(firm: id))
-    }
-
     static func hash() -> [UInt8] { SHA256.hash(SecureRandom.bytes(32)) }
 
     /// Creates a state as `user`; returns when it expires.
@@ -59,7 +48,7 @@ import Testing
     @Test func aFirmAdminCreatesAStateValidTenMinutesThatIsConsumedOnceAndSetsTheTenant() throws {
         try ServiceDatabase.with { database in
             let seed = try Seed(database)
-            let firm = try Self.firm(seed, "A")
+            let firm = try seed.firmWithUsers("A")
             let app = try Connection(url: database.appURL)
             let hash = Self.hash()
             let expires = try Self.create(app, user: firm.admin, hash: hash, region: "AU")
@@ -75,7 +64,7 @@ import Testing
     @Test func anExpiredStateOrOneWhoseUserIsNoLongerAnAdminFindsNothing() throws {
         try ServiceDatabase.with { database in
             let seed = try Seed(database)
-            let firm = try Self.firm(seed, "A")
+            let firm = try seed.firmWithUsers("A")
             let app = try Connection(url: database.appURL)
             let expired = Self.hash()
             let demoted = Self.hash()
@@ -95,7 +84,7 @@ import Testing
     @Test func onlyAFirmAdminMayCreateAStateAndOnlyAFullLengthHashIsStored() throws {
         try ServiceDatabase.with { database in
             let seed = try Seed(database)
-            let firm = try Self.firm(seed, "A")
+            let firm = try seed.firmWithUsers("A")
             let app = try Connection(url: database.appURL)
             let refused = #expect(throws: DatabaseError.self) {
                 try Self.create(app, user: firm.standard, hash: Self.hash())
@@ -116,7 +105,7 @@ import Testing
     @Test func aUserKeepsAtMostTwentyLiveStatesTheNewest() throws {
         try ServiceDatabase.with { database in
             let seed = try Seed(database)
-            let firm = try Self.firm(seed, "A")
+            let firm = try seed.firmWithUsers("A")
             let other = try seed.user(firm: firm.id, role: "firm_admin")
             let app = try Connection(url: database.appURL)
             var hashes: [[UInt8]] = []
@@ -143,8 +132,8 @@ import Testing
     @Test func anotherFirmSeesNoStateUnlessItPresentsTheStateItself() throws {
         try ServiceDatabase.with { database in
             let seed = try Seed(database)
-            let firmA = try Self.firm(seed, "A")
-            let firmB = try Self.firm(seed, "B")
+            let firmA = try seed.firmWithUsers("A")
+            let firmB = try seed.firmWithUsers("B")
             let app = try Connection(url: database.appURL)
             try Self.create(app, user: firmA.admin, hash: Self.hash())
             try app.transaction { connection in

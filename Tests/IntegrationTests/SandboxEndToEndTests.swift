@@ -15,20 +15,49 @@ import Testing
     static let redirectURI = "http://127.0.0.1:8080/api/v1/integrations/smokeball/callback"
 
     /// A database migrated with `migrations/sandbox`, dropped afterwards.
+    /// The sandbox's own database, copied from a template migrated once per test process.
     struct SandboxStore {
-        let name = "sandbox_e2e_" + ServiceDatabase.randomSuffix()
+        let name: String
         var url: String { TestEnvironment.databaseURL(TestEnvironment.adminURL, database: name) }
 
-        func create() throws {
-            try Connection(url: TestEnvironment.adminURL).executeScript("CREATE DATABASE \(name)")
-            let directory = URL(fileURLWithPath: TestEnvironment.migrationsDirectory).appendingPathComponent("sandbox")
-            _ = try Migrator(directory: directory.path).apply(on: try Connection(url: url))
+        init() throws {
+            name = try TestCluster.createDatabase("sandbox_e2e_", template: "sandbox") { connection in
+                let directory = URL(fileURLWithPath: TestEnvironment.migrationsDirectory).appendingPathComponent(
+                    "sandbox")
+                _ = try Migrator(directory: directory.path).apply(on: connection)
+            }
         }
 
-        func drop() {
-            _ = try? Connection(url: TestEnvironment.adminURL).executeScript(
-                "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        func drop() { TestCluster.dropDatabase(name) }
+
+        /// A matter of `accountID`, readable at once and without events (as if it predated the
+        /// integration); its id.
+        func insertMatter(accountID: String) throws -> UUID {
+            let matter = UUID()
+            try Connection(url: url).execute(
+                """
+                INSERT INTO sb_matters (id, account_id, version_id, matter_type_id, status, doc, created_at, updated_at,
+                                        visible_at)
+                SELECT $1, $2::uuid, $1, (SELECT id FROM sb_matter_types WHERE region = 'US' ORDER BY id LIMIT 1),
+                       'Open', '{}'::jsonb, now(), now(), now()
+                """, [matter, accountID])
+            return matter
         }
+    }
+
+    /// The service's `status` route and the sandbox behind nginx, each with a fresh database,
+    /// for `body`; everything is stopped and dropped afterwards.
+    static func withRunningSandbox(
+        workers: Int = 2, _ body: (RunningService, SandboxStore, ServiceDatabase) throws -> Void
+    ) throws {
+        let store = try SandboxStore()
+        defer { store.drop() }
+        let database = try ServiceDatabase.create()
+        defer { database.drop() }
+        let service = try RunningService(
+            routes: ["status"], databaseURL: database.appURL, workers: workers, sandboxDatabaseURL: store.url)
+        defer { service.stop() }
+        try body(service, store, database)
     }
 
     /// What a test may need besides the running service.
@@ -40,27 +69,21 @@ import Testing
     static func withSandbox(rate: Double, burst: Double, _ body: (RunningService, SandboxContext) throws -> Void)
         throws
     {
-        let store = SandboxStore()
-        try store.create()
-        defer { store.drop() }
-        let database = try ServiceDatabase.create()
-        defer { database.drop() }
-        let service = try RunningService(
-            routes: ["status"], databaseURL: database.appURL, workers: 4, sandboxDatabaseURL: store.url)
-        defer { service.stop() }
-        let client = try service.send(
-            "POST", "/_sandbox/clients",
-            body: json([
-                "client_id": clientID, "client_secret": clientSecret, "api_key": apiKey,
-                "redirect_uris": [redirectURI], "rate_per_second": rate, "burst": burst,
-            ]), contentType: "application/json", base: service.sandboxURL)
-        #expect(client.status == 201)
-        let account = try service.send(
-            "POST", "/_sandbox/accounts",
-            body: json(["name": "E2E Firm", "users": [["email": "e2e@firm.test", "password": "e2e-password"]]]),
-            contentType: "application/json", base: service.sandboxURL)
-        #expect(account.status == 201)
-        try body(service, SandboxContext(store: store, accountID: (account.jsonObject["id"] as? String) ?? ""))
+        try withRunningSandbox(workers: 4) { service, store, _ in
+            let client = try service.send(
+                "POST", "/_sandbox/clients",
+                body: json([
+                    "client_id": clientID, "client_secret": clientSecret, "api_key": apiKey,
+                    "redirect_uris": [redirectURI], "rate_per_second": rate, "burst": burst,
+                ]), contentType: "application/json", base: service.sandboxURL)
+            #expect(client.status == 201)
+            let account = try service.send(
+                "POST", "/_sandbox/accounts",
+                body: json(["name": "E2E Firm", "users": [["email": "e2e@firm.test", "password": "e2e-password"]]]),
+                contentType: "application/json", base: service.sandboxURL)
+            #expect(account.status == 201)
+            try body(service, SandboxContext(store: store, accountID: (account.jsonObject["id"] as? String) ?? ""))
+        }
     }
 
     static func json(_ object: [String: Any]) -> [UInt8] {
@@ -281,14 +304,7 @@ import Testing
     @Test func aLargeFileUploadsThroughNginx() throws {
         try Self.withSandbox(rate: 100, burst: 100) { service, sandbox in
             let access = try Self.connect(service)
-            let matter = UUID()
-            try Connection(url: sandbox.store.url).execute(
-                """
-                INSERT INTO sb_matters (id, account_id, version_id, matter_type_id, status, doc, created_at, updated_at,
-                                        visible_at)
-                SELECT $1, $2::uuid, $1, (SELECT id FROM sb_matter_types WHERE region = 'US' ORDER BY id LIMIT 1),
-                       'Open', '{}'::jsonb, now(), now(), now()
-                """, [matter, sandbox.accountID])
+            let matter = try sandbox.store.insertMatter(accountID: sandbox.accountID)
             let added = try service.send(
                 "POST", "/matters/\(matter.uuidString.lowercased())/documents/files", token: access,
                 headers: [("x-api-key", Self.apiKey)], body: Self.json(["fileName": "scan.pdf"]),

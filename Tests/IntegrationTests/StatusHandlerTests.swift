@@ -18,9 +18,8 @@ import Testing
         init(_ database: ServiceDatabase) throws {
             self.database = database
             seed = try Seed(database)
-            firm = try seed.firm("Firm A")
-            admin = try seed.user(firm: firm, role: "firm_admin")
-            standard = try seed.user(firm: firm, role: "standard")
+            let users = try seed.firmWithUsers("Firm A")
+            (firm, admin, standard) = (users.id, users.admin, users.standard)
             handler = StatusHandler(
                 configuration: Configuration(
                     databaseURL: database.appURL, jwtSecret: Array(TestEnvironment.jwtSecret.utf8)))

@@ -148,14 +148,7 @@ import Testing
 
             // A 202's Link id: a folder on a matter, and the file upload's pre-signed URL, which
             // takes no token from the partner's bucket and no Smokeball headers.
-            let matter = UUID()
-            try Connection(url: sandbox.store.url).execute(
-                """
-                INSERT INTO sb_matters (id, account_id, version_id, matter_type_id, status, doc, created_at, updated_at,
-                                        visible_at)
-                SELECT $1, $2::uuid, $1, (SELECT id FROM sb_matter_types WHERE region = 'US' ORDER BY id LIMIT 1),
-                       'Open', '{}'::jsonb, now(), now(), now()
-                """, [matter, sandbox.accountID])
+            let matter = try sandbox.store.insertMatter(accountID: sandbox.accountID)
             struct Folder: Encodable { let name: String }
             let folder = try client.write(
                 "POST", "/matters/\(matter.uuidString.lowercased())/documents/folders", body: Folder(name: "CaseHug"),

@@ -27,34 +27,28 @@ struct SmokeballSandbox {
         rate: Double = 100, burst: Double = 100, retryAfterHeader: Bool = false, workers: Int = 3,
         _ body: (SmokeballSandbox) throws -> Void
     ) throws {
-        let store = SandboxEndToEndTests.SandboxStore()
-        try store.create()
-        defer { store.drop() }
-        let database = try ServiceDatabase.create()
-        defer { database.drop() }
-        let service = try RunningService(
-            routes: ["status"], databaseURL: database.appURL, workers: workers, sandboxDatabaseURL: store.url)
-        defer { service.stop() }
-        let client = try service.send(
-            "POST", "/_sandbox/clients",
-            body: json([
-                "client_id": clientID, "client_secret": clientSecret, "api_key": apiKey,
-                "redirect_uris": [redirectURI], "rate_per_second": rate, "burst": burst,
-                "retry_after_header": retryAfterHeader,
-            ]), contentType: "application/json", base: service.sandboxURL)
-        try #require(client.status == 201)
-        let account = try service.send(
-            "POST", "/_sandbox/accounts",
-            body: json([
-                "name": "Client Tests Law", "region": "US",
-                "users": [
-                    ["email": email, "password": password, "first_name": "Olive", "last_name": "Owner"],
-                    ["email": "second@client-tests.test", "password": "second-password", "first_name": "Sam"],
-                ],
-            ]), contentType: "application/json", base: service.sandboxURL)
-        try #require(account.status == 201)
-        let accountID = try #require(account.jsonObject["id"] as? String)
-        try body(SmokeballSandbox(service: service, database: database, store: store, accountID: accountID))
+        try SandboxEndToEndTests.withRunningSandbox(workers: workers) { service, store, database in
+            let client = try service.send(
+                "POST", "/_sandbox/clients",
+                body: json([
+                    "client_id": clientID, "client_secret": clientSecret, "api_key": apiKey,
+                    "redirect_uris": [redirectURI], "rate_per_second": rate, "burst": burst,
+                    "retry_after_header": retryAfterHeader,
+                ]), contentType: "application/json", base: service.sandboxURL)
+            try #require(client.status == 201)
+            let account = try service.send(
+                "POST", "/_sandbox/accounts",
+                body: json([
+                    "name": "Client Tests Law", "region": "US",
+                    "users": [
+                        ["email": email, "password": password, "first_name": "Olive", "last_name": "Owner"],
+                        ["email": "second@client-tests.test", "password": "second-password", "first_name": "Sam"],
+                    ],
+                ]), contentType: "application/json", base: service.sandboxURL)
+            try #require(account.status == 201)
+            let accountID = try #require(account.jsonObject["id"] as? String)
+            try body(SmokeballSandbox(service: service, database: database, store: store, accountID: accountID))
+        }
     }
 
     static func json(_ object: [String: Any]) -> [UInt8] {

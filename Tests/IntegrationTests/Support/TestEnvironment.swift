@@ -130,6 +130,18 @@ struct Seed {
         return id
     }
 
+    /// A firm with one firm admin and one standard user.
+    struct FirmWithUsers {
+        let id: UUID
+        let admin: UUID
+        let standard: UUID
+    }
+
+    func firmWithUsers(_ name: String = "Firm") throws -> FirmWithUsers {
+        let id = try firm(name)
+        return FirmWithUsers(id: id, admin: try user(firm: id, role: "firm_admin"), standard: try user(firm: id))
+    }
+
     @discardableResult
     func matter(firm: UUID, title: String = "Matter", caseType: String = "divorce_standard") throws -> UUID {
         let id = UUID()
