@@ -3,7 +3,7 @@
 // libcurl, libcrypto). Each route is its own small FastCGI executable over one core library.
 import PackageDescription
 
-let routes = ["status", "connect"]
+let routes = ["status", "connect", "callback", "disconnect"]
 
 let package = Package(
     name: "SmokeballIntegration",
@@ -48,6 +48,8 @@ let package = Package(
         // Route executables: a few lines each.
         .executableTarget(name: "status", dependencies: ["FastCGI", "Integration"]),
         .executableTarget(name: "connect", dependencies: ["Integration"]),
+        .executableTarget(name: "callback", dependencies: ["Integration"]),
+        .executableTarget(name: "disconnect", dependencies: ["Integration"]),
         // The benchmark's ceiling: the same runtime answering a constant.
         .executableTarget(name: "hello", dependencies: ["FastCGI"]),
         // The floor of a route that reads PostgreSQL: the same, after one `SELECT 1` round trip.

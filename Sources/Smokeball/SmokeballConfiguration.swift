@@ -37,9 +37,13 @@ public struct SmokeballConfiguration: Sendable {
     /// `SMOKEBALL_RATE_PER_SECOND` / `SMOKEBALL_BURST` (defaults 5 and 5): the partner's bucket.
     public var ratePerSecond: Double
     public var burst: Double
+    /// `SMOKEBALL_REFRESH_TOKEN_DAYS` (default 30): how long a refresh token lives. The token
+    /// answer never says (FACTS.md), so the callback records issue time plus this.
+    public var refreshTokenLifetime: TimeInterval = defaultRefreshTokenLifetime
 
     public static let defaultRatePerSecond = 5.0
     public static let defaultBurst = 5.0
+    public static let defaultRefreshTokenLifetime: TimeInterval = 30 * 24 * 3600
 
     public init(
         credentials: Credentials?, defaultRegion: SmokeballRegion = .us, staging: Bool = false,
@@ -117,12 +121,20 @@ public struct SmokeballConfiguration: Sendable {
             }
             return number
         }
-        return SmokeballConfiguration(
+        var configuration = SmokeballConfiguration(
             credentials: credentials, defaultRegion: region, staging: staging,
             authBaseURLOverride: try baseURL("SMOKEBALL_AUTH_BASE_URL"),
             apiBaseURLOverride: try baseURL("SMOKEBALL_API_BASE_URL"),
             ratePerSecond: try positive("SMOKEBALL_RATE_PER_SECOND", default: defaultRatePerSecond, atLeast: 0.001),
             burst: try positive("SMOKEBALL_BURST", default: defaultBurst, atLeast: 1))
+        guard let days = Int(exactly: try positive("SMOKEBALL_REFRESH_TOKEN_DAYS", default: 30, atLeast: 1)),
+            days <= 3650
+        else {
+            throw SmokeballConfigurationError(
+                variable: "SMOKEBALL_REFRESH_TOKEN_DAYS", problem: "must be a whole number of days from 1 to 3650")
+        }
+        configuration.refreshTokenLifetime = TimeInterval(days) * 24 * 3600
+        return configuration
     }
 }
 

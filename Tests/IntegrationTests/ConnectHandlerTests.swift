@@ -13,7 +13,8 @@ import Testing
     static let key = SecureRandom.bytes(32)
     static let redirects = OAuthRedirects(
         redirectURI: "https://casehug.test/api/v1/integrations/smokeball/callback",
-        returnURL: "https://casehug.test/settings/integrations")
+        returnURL: "https://casehug.test/settings/integrations",
+        webhookURL: "https://casehug.test/api/v1/integrations/smokeball/webhooks")
 
     struct Fixture {
         let database: ServiceDatabase

@@ -22,8 +22,12 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent(route)
         process.arguments = ["--socket", directory.appendingPathComponent("\(route).sock").path, "--workers", "1"]
+        // What the connection routes need before the role check can run: the key that seals
+        // tokens and the site's URL.
         process.environment = [
             "DATABASE_URL": databaseURL, "CASEHUG_JWT_SECRET": TestEnvironment.jwtSecret,
+            "TOKEN_ENCRYPTION_KEY": Data(repeating: 7, count: 32).base64EncodedString(),
+            "SITE_URL": "https://casehug.test",
         ]
         let log = try FileHandle(forWritingTo: logURL)
         process.standardError = log
@@ -41,8 +45,8 @@ import Testing
         return (status, (try? String(contentsOf: logURL, encoding: .utf8)) ?? "")
     }
 
-    /// `hello-db` too: the benchmark's floor must run as the routes do.
-    @Test(arguments: ["status", "hello-db"])
+    /// Every route, and `hello-db` too: the benchmark's floor must run as the routes do.
+    @Test(arguments: ["status", "connect", "callback", "disconnect", "hello-db"])
     func aRouteStartedWithTheSuperuserURLRefusesToServeAndSaysWhy(route: String) throws {
         try ServiceDatabase.with { database in
             let (status, log) = try Self.startRoute(route, databaseURL: database.adminURL, seconds: 15)
@@ -53,9 +57,10 @@ import Testing
         }
     }
 
-    @Test func theSameRouteWithTheAppRoleServes() throws {
+    @Test(arguments: ["status", "connect", "callback", "disconnect"])
+    func theSameRouteWithTheAppRoleServes(route: String) throws {
         try ServiceDatabase.with { database in
-            let (status, log) = try Self.startRoute(databaseURL: database.appURL, seconds: 1.5)
+            let (status, log) = try Self.startRoute(route, databaseURL: database.appURL, seconds: 1.5)
             #expect(status == nil, "the route should still be serving; log: \(log)")
             #expect(!log.contains("startup_failed"))
         }

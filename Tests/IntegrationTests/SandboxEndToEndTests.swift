@@ -48,14 +48,17 @@ import Testing
     /// The service's `status` route and the sandbox behind nginx, each with a fresh database,
     /// for `body`; everything is stopped and dropped afterwards.
     static func withRunningSandbox(
-        workers: Int = 2, _ body: (RunningService, SandboxStore, ServiceDatabase) throws -> Void
+        workers: Int = 2, routes: [String] = ["status"],
+        routeEnvironment: (_ baseURL: String, _ sandboxURL: String?) -> [String: String] = { _, _ in [:] },
+        _ body: (RunningService, SandboxStore, ServiceDatabase) throws -> Void
     ) throws {
         let store = try SandboxStore()
         defer { store.drop() }
         let database = try ServiceDatabase.create()
         defer { database.drop() }
         let service = try RunningService(
-            routes: ["status"], databaseURL: database.appURL, workers: workers, sandboxDatabaseURL: store.url)
+            routes: routes, databaseURL: database.appURL, workers: workers, sandboxDatabaseURL: store.url,
+            routeEnvironment: routeEnvironment)
         defer { service.stop() }
         try body(service, store, database)
     }

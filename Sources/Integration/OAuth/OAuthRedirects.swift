@@ -1,20 +1,25 @@
 import Foundation
 
-/// Where Smokeball sends the browser back (the callback route) and where the callback then
-/// sends the person (the settings page), with the seeds' names: `SMOKEBALL_REDIRECT_URI`
+/// Where Smokeball sends the browser back (the callback route), where the callback then sends
+/// the person (the settings page) and where Smokeball posts webhook events, with the seeds' names: `SMOKEBALL_REDIRECT_URI`
 /// (default `SITE_URL` + the callback path) and `SMOKEBALL_RETURN_URL` (default `SITE_URL` +
 /// `/settings/integrations`). The redirect URI must match the one registered at Smokeball
 /// exactly, so it is used as given.
 public struct OAuthRedirects: Sendable, Equatable {
     public static let callbackPath = "/api/v1/integrations/smokeball/callback"
     public static let returnPath = "/settings/integrations"
+    public static let webhookPath = "/api/v1/integrations/smokeball/webhooks"
 
     public let redirectURI: String
     public let returnURL: String
+    /// Where Smokeball delivers the firm's webhook events: `SMOKEBALL_WEBHOOK_URL`, default
+    /// `SITE_URL` + the webhooks route. The subscription that points here is the firm's.
+    public let webhookURL: String
 
-    public init(redirectURI: String, returnURL: String) {
+    public init(redirectURI: String, returnURL: String, webhookURL: String) {
         self.redirectURI = redirectURI
         self.returnURL = returnURL
+        self.webhookURL = webhookURL
     }
 
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
@@ -34,6 +39,9 @@ public struct OAuthRedirects: Sendable, Equatable {
         guard let back = try url("SMOKEBALL_RETURN_URL") ?? site.map({ $0 + returnPath }) else {
             throw ConfigurationError(variable: "SITE_URL", problem: "is not set (nor SMOKEBALL_RETURN_URL)")
         }
-        return OAuthRedirects(redirectURI: redirect, returnURL: back)
+        guard let webhooks = try url("SMOKEBALL_WEBHOOK_URL") ?? site.map({ $0 + webhookPath }) else {
+            throw ConfigurationError(variable: "SITE_URL", problem: "is not set (nor SMOKEBALL_WEBHOOK_URL)")
+        }
+        return OAuthRedirects(redirectURI: redirect, returnURL: back, webhookURL: webhooks)
     }
 }

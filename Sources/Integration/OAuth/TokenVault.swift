@@ -16,6 +16,8 @@ public struct TokenVault: Sendable, CustomStringConvertible {
         case refreshToken = "refresh_token"
         /// An OAuth state's PKCE verifier (`oauth_states.code_verifier`).
         case codeVerifier = "code_verifier"
+        /// The key Smokeball signs the firm's webhook deliveries with (`firm_integrations.webhook_secret`).
+        case webhookSecret = "webhook_secret"
     }
 
     let keys: KeyRing

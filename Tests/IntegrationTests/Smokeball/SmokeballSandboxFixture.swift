@@ -23,16 +23,23 @@ struct SmokeballSandbox {
     var url: String { service.sandboxURL }
 
     /// Runs `body` with a fresh sandbox (partner rate and burst as given) and CaseHug database.
+    /// `routes` run behind the service's nginx with `routeEnvironment`; the partner may also
+    /// redirect to the service's own callback route.
     static func with(
         rate: Double = 100, burst: Double = 100, retryAfterHeader: Bool = false, workers: Int = 3,
+        routes: [String] = ["status"],
+        routeEnvironment: (_ baseURL: String, _ sandboxURL: String?) -> [String: String] = { _, _ in [:] },
         _ body: (SmokeballSandbox) throws -> Void
     ) throws {
-        try SandboxEndToEndTests.withRunningSandbox(workers: workers) { service, store, database in
+        try SandboxEndToEndTests.withRunningSandbox(
+            workers: workers, routes: routes, routeEnvironment: routeEnvironment
+        ) { service, store, database in
             let client = try service.send(
                 "POST", "/_sandbox/clients",
                 body: json([
                     "client_id": clientID, "client_secret": clientSecret, "api_key": apiKey,
-                    "redirect_uris": [redirectURI], "rate_per_second": rate, "burst": burst,
+                    "redirect_uris": [redirectURI, service.baseURL + "/api/v1/integrations/smokeball/callback"],
+                    "rate_per_second": rate, "burst": burst,
                     "retry_after_header": retryAfterHeader,
                 ]), contentType: "application/json", base: service.sandboxURL)
             try #require(client.status == 201)
@@ -84,20 +91,29 @@ struct SmokeballSandbox {
     /// Returns the code from the redirect.
     func signIn(_ client: SmokeballClient, state: String, challenge: String) throws -> String {
         let authorizeURL = client.authorizeURL(redirectURI: Self.redirectURI, state: state, codeChallenge: challenge)
+        let items = try signIn(authorizeURL: authorizeURL)
+        #expect(items["state"] == state)
+        return try #require(items["code"])
+    }
+
+    /// Serves an authorize URL's page and posts its form as the firm user would (`allow`) or
+    /// declines (`deny`). Returns the query Smokeball sends the browser back with.
+    func signIn(
+        authorizeURL: String, email: String = Self.email, password: String = Self.password, decision: String = "allow",
+        redirectTo serviceURL: String? = nil
+    ) throws -> [String: String] {
+        let redirectURI = serviceURL.map { $0 + "/api/v1/integrations/smokeball/callback" } ?? Self.redirectURI
         let page = try HTTPClient().send(HTTPRequest(url: authorizeURL))
         try #require(page.status == 200)
         let query = try #require(URLComponents(string: authorizeURL)?.percentEncodedQuery)
-        let fields =
-            QueryString.items(query) + [("username", Self.email), ("password", Self.password), ("decision", "allow")]
+        let fields = QueryString.items(query) + [("username", email), ("password", password), ("decision", decision)]
         let signIn = try service.send(
             "POST", "/oauth2/authorize", body: Array(FormURLEncoding.encode(fields).utf8),
             contentType: "application/x-www-form-urlencoded", base: url)
         try #require(signIn.status == 302)
         let location = try #require(signIn.header("Location"))
-        try #require(location.hasPrefix(Self.redirectURI + "?"))
-        let items = QueryString.dictionary(location.split(separator: "?", maxSplits: 1)[1])
-        #expect(items["state"] == state)
-        return try #require(items["code"])
+        try #require(location.hasPrefix(redirectURI + "?"))
+        return QueryString.dictionary(location.split(separator: "?", maxSplits: 1)[1])
     }
 
     /// A user token through the whole code flow.

@@ -23,7 +23,12 @@ final class RunningService {
     var sandboxURL: String { "http://127.0.0.1:\(sandboxPort ?? 0)" }
     var socketsDirectory: URL { directory.appendingPathComponent("sockets") }
 
-    init(routes names: [String], databaseURL: String, workers: Int = 2, sandboxDatabaseURL: String? = nil) throws {
+    /// `routeEnvironment` adds settings for the routes (not the sandbox), given the service's
+    /// and the sandbox's base URLs.
+    init(
+        routes names: [String], databaseURL: String, workers: Int = 2, sandboxDatabaseURL: String? = nil,
+        routeEnvironment: (_ baseURL: String, _ sandboxURL: String?) -> [String: String] = { _, _ in [:] }
+    ) throws {
         directory = URL(fileURLWithPath: NSTemporaryDirectory())
             .appendingPathComponent("casehug-e2e-" + ServiceDatabase.randomSuffix())
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -38,12 +43,14 @@ final class RunningService {
             if let group = getgrnam("www-data") { chown(sockets.path, 0, group.pointee.gr_gid) }
             chmod(sockets.path, 0o750)
         }
+        port = try Processes.freePort()
+        sandboxPort = sandboxDatabaseURL == nil ? nil : try Processes.freePort()
         environment = [
             "DATABASE_URL": databaseURL, "CASEHUG_JWT_SECRET": TestEnvironment.jwtSecret,
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
-        ]
-        port = try Processes.freePort()
-        sandboxPort = sandboxDatabaseURL == nil ? nil : try Processes.freePort()
+        ].merging(
+            routeEnvironment("http://127.0.0.1:\(port)", sandboxPort.map { "http://127.0.0.1:\($0)" })
+        ) { $1 }
         nginxConfig = directory.appendingPathComponent("nginx/nginx.conf").path
         do {
             for name in names { try startRoute(name, workers: workers) }
@@ -54,7 +61,7 @@ final class RunningService {
             if let sandboxDatabaseURL, let sandboxPort {
                 try startRoute(
                     "smokeball-sandbox", workers: workers,
-                    extraEnvironment: ["SANDBOX_DATABASE_URL": sandboxDatabaseURL])
+                    extraEnvironment: ["SANDBOX_DATABASE_URL": sandboxDatabaseURL], inheritRouteEnvironment: false)
                 render += ["--sandbox-listen", "127.0.0.1:\(sandboxPort)"]
             }
             try Processes.runTool(TestEnvironment.renderNginx, render)
@@ -73,7 +80,9 @@ final class RunningService {
 
     deinit { stop() }
 
-    func startRoute(_ name: String, workers: Int = 2, extraEnvironment: [String: String] = [:]) throws {
+    func startRoute(
+        _ name: String, workers: Int = 2, extraEnvironment: [String: String] = [:], inheritRouteEnvironment: Bool = true
+    ) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent(name)
         let socket = socketsDirectory.appendingPathComponent("\(name).sock").path
@@ -82,7 +91,10 @@ final class RunningService {
         if name == "smokeball-sandbox" { arguments += ["--max-body-bytes", String(64 << 20)] }
         if geteuid() == 0 { arguments += ["--socket-group", "www-data"] }
         process.arguments = arguments
-        process.environment = environment.merging(extraEnvironment) { $1 }
+        let base =
+            inheritRouteEnvironment
+            ? environment : environment.filter { ["DATABASE_URL", "CASEHUG_JWT_SECRET", "PATH"].contains($0.key) }
+        process.environment = base.merging(extraEnvironment) { $1 }
         let log = directory.appendingPathComponent("logs/\(name).log")
         guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
             throw HarnessError("cannot create \(log.path)")

@@ -21,6 +21,7 @@ enum TestEnvironment {
     static var adminURL: String { required("TEST_ADMIN_DATABASE_URL") }
     static var binDirectory: String { required("BIN_DIR") }
     static var nginx: String { variables["NGINX_BIN"] ?? "/usr/sbin/nginx" }
+    static var pgDump: String { (variables["PG_BIN_DIR"] ?? "/usr/bin") + "/pg_dump" }
     static var renderNginx: String {
         variables["RENDER_NGINX"] ?? repositoryRoot.appendingPathComponent("scripts/render-nginx").path
     }

@@ -1,0 +1,3 @@
+import Integration
+
+Route.serve(CallbackHandler.init(configuration:))
