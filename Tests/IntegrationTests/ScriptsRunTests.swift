@@ -1,4 +1,6 @@
+import Basics
 import Foundation
+import HTTPClient
 import PostgreSQL
 import TestSupport
 import Testing
@@ -125,6 +127,55 @@ import Testing
         return values
     }
 
+    static func connectAndDisconnect(script: String, environment: [String: String], demo: [String: String]) throws {
+        let output = try Processes.runTool(script, ["--connect-link"], environment: environment)
+        let firstLine = output.split(separator: "\n").first.map(String.init)
+        let link = try #require(firstLine)
+        let adminURL = try #require(demo["SANDBOX_ADMIN_URL"])
+        let sandboxURL = adminURL.replacingOccurrences(of: "/_sandbox", with: "")
+        #expect(link.hasPrefix(sandboxURL + "/oauth2/authorize?"))
+        let http = try HTTPClient()
+        #expect(try http.send(HTTPRequest(url: link)).status == 200)
+        let query = try #require(URLComponents(string: link)?.percentEncodedQuery)
+        let email = try #require(demo["SANDBOX_USER_EMAIL"])
+        let password = try #require(demo["SANDBOX_USER_PASSWORD"])
+        let form = QueryString.items(query) + [("username", email), ("password", password), ("decision", "allow")]
+        let signedIn = try http.send(
+            HTTPRequest(
+                method: "POST", url: sandboxURL + "/oauth2/authorize",
+                headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                body: Array(FormURLEncoding.encode(form).utf8)))
+        #expect(signedIn.status == 302)
+        let callback = try #require(signedIn.header("Location"))
+        let base = try #require(demo["BASE_URL"])
+        #expect(callback.hasPrefix(base + "/api/v1/integrations/smokeball/callback?"))
+        let landing = try http.send(HTTPRequest(url: callback))
+        #expect(landing.header("Location") == base + "/settings/integrations?smokeball=connected")
+
+        let adminToken = try #require(demo["DEMO_ADMIN_TOKEN"])
+        let bearer = [("Authorization", "Bearer " + adminToken)]
+        let status = try http.send(
+            HTTPRequest(url: base + "/api/v1/integrations/smokeball/status", headers: bearer)
+        ).jsonObject
+        #expect(status["connected"] as? Bool == true)
+        #expect((status["smokeball"] as? [String: Any])?["firm_name"] as? String == "Demo Law Group")
+        #expect(status["webhook_subscription"] is [String: Any])
+
+        let disconnected = try http.send(
+            HTTPRequest(method: "POST", url: base + "/api/v1/integrations/smokeball/disconnect", headers: bearer))
+        #expect(disconnected.status == 200)
+        #expect(disconnected.jsonObject["webhooks_deleted"] as? Int == 1)
+        // Counted in the sandbox's own database (the same cluster, its superuser).
+        let superuserURL = try #require(demo["SUPERUSER_DATABASE_URL"])
+        var sandboxDatabase = try #require(URLComponents(string: superuserURL))
+        sandboxDatabase.path = "/smokeball_sandbox"
+        let sandboxDatabaseURL = try #require(sandboxDatabase.string)
+        let left = try Connection(url: sandboxDatabaseURL).execute(
+            "SELECT count(*)::bigint AS n FROM sb_webhook_subscriptions"
+        ).single().int("n")
+        #expect(left == 0)
+    }
+
     @Test func scriptsRunPutsNoSecretOnAnyCommandLineAndGivesDemoEnvTheAppRole() throws {
         let data = NSTemporaryDirectory() + "casehug-run-" + ServiceDatabase.randomSuffix()
         let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/run").path
@@ -163,6 +214,10 @@ import Testing
         let app = try role(demo["DATABASE_URL"])
         #expect(app.name == "casehug_app" && !app.isSuperuser)
         #expect(try role(demo["SUPERUSER_DATABASE_URL"]).isSuperuser)
+
+        // The README's walkthrough: the connect link, the sandbox's sign-in, back to connected,
+        // status shows the Smokeball firm, disconnect leaves the partner no subscription.
+        try Self.connectAndDisconnect(script: script, environment: environment, demo: demo)
 
         // While it is up, and through its stop.
         watcher.scan()
