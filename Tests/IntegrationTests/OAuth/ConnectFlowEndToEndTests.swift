@@ -119,6 +119,49 @@ import Testing
         }
     }
 
+    @Test("a firm admin connects in Chromium: the settings link, Smokeball's sign-in, back on connected")
+    func inTheBrowser() throws {
+        try SmokeballSandbox.with(routes: Self.routes, routeEnvironment: Self.environment) { sandbox in
+            let service = sandbox.service
+            let seed = try Seed(sandbox.database)
+            let firm = try seed.firmWithUsers("Browser Law")
+            let work = NSTemporaryDirectory() + "casehug-browser-" + ServiceDatabase.randomSuffix()
+            try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+            let script = TestEnvironment.repositoryRoot.appendingPathComponent(
+                "Tests/IntegrationTests/Fixtures/browser-connect.py"
+            ).path
+            let returnURL = service.baseURL + "/settings/integrations"
+            let output: String
+            do {
+                output = try Processes.runTool(
+                    "/usr/bin/python3",
+                    [
+                        script, service.baseURL, service.baseURL + "/api/v1/integrations/smokeball/connect", returnURL,
+                        work,
+                    ],
+                    environment: [
+                        "PATH": "/usr/bin:/bin", "HOME": work,
+                        "SESSION_TOKEN": TestEnvironment.token(subject: firm.admin.uuidString),
+                        "SIGNIN_EMAIL": SmokeballSandbox.email, "SIGNIN_PASSWORD": SmokeballSandbox.password,
+                    ])
+            } catch {
+                // The screenshot and page source stay in `work` (the message names them).
+                Issue.record("the browser did not land back on the return URL: \(error)")
+                return
+            }
+            try? FileManager.default.removeItem(atPath: work)
+            let landed = output.split(separator: "\n").first { $0.hasPrefix("LANDED ") }.map { String($0.dropFirst(7)) }
+            #expect(landed == returnURL + "?smokeball=connected")
+            let status = try service.send(
+                "GET", "/api/v1/integrations/smokeball/status",
+                token: TestEnvironment.token(subject: firm.admin.uuidString))
+            #expect(status.jsonObject["connected"] as? Bool == true)
+            #expect(
+                (status.jsonObject["connected_by"] as? [String: Any])?["user_id"] as? String
+                    == firm.admin.uuidString.lowercased())
+        }
+    }
+
     static func subscriptionCount(_ sandbox: SmokeballSandbox) throws -> Int64 {
         try Connection(url: sandbox.store.url).execute(
             "SELECT count(*)::bigint AS n FROM sb_webhook_subscriptions WHERE client_id = $1",
