@@ -75,9 +75,8 @@ public struct CallbackHandler: DatabaseHandler {
     }
 
     public func handle(_ request: Request, _ context: RequestContext) throws -> Response {
-        guard request.method == "GET" || request.method == "HEAD" else {
-            throw HTTPError.methodNotAllowed(allowed: ["GET", "HEAD"])
-        }
+        // GET only: a HEAD (a link checker, a mail scanner) must not spend the state.
+        guard request.method == "GET" else { throw HTTPError.methodNotAllowed(allowed: ["GET"]) }
         do {
             let connected = try connect(request, log: context.log)
             return back(connected.webhooksEnsured ? [] : [("warning", "webhook_subscription_failed")])
