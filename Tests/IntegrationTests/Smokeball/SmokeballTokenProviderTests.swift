@@ -132,6 +132,7 @@ struct ConnectedFirm {
 
             let callers = 50
             let results = Locked<[Result<(token: String, account: String?), any Error>]>([])
+            let ready = DispatchGroup()
             let start = DispatchSemaphore(value: 0)
             let done = DispatchGroup()
             var threads: [Thread] = []
@@ -139,8 +140,12 @@ struct ConnectedFirm {
                 // Each caller opens its own session and client, as separate processes would.
                 let provider = try connected.provider()
                 let scope = connected.scope
+                ready.enter()
                 done.enter()
                 let thread = Thread {
+                    // Sessions open before the start, so the callers meet the expired token together.
+                    _ = try? provider.database.withConnection { try $0.execute("SELECT 1") }
+                    ready.leave()
                     start.wait()
                     let result = Result {
                         try provider.withAccess(scope) { client, access in
@@ -155,6 +160,7 @@ struct ConnectedFirm {
                 threads.append(thread)
             }
             threads.forEach { $0.start() }
+            ready.wait()
             let began = Date()
             for _ in 0..<callers { start.signal() }
             done.wait()
