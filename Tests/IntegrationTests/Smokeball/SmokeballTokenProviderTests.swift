@@ -7,6 +7,10 @@ import Testing
 
 @testable import Integration
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A firm connected to the sandbox: its tokens (from the sandbox's code flow) sealed in
 /// `firm_integrations` as the callback stores them, and the counters the tests read. Refreshes
 /// are counted where they happen: each one inserts one access token into the sandbox's `sb_tokens`.
@@ -430,6 +434,59 @@ struct ConnectedFirm {
             }
             #expect(try connected.accessTokensIssued() == issued)
         }
+    }
+}
+
+extension SmokeballTokenProviderTests {
+    @Test("refresh events are logged by firm id and never carry a token")
+    func logsNameTheFirmOnly() throws {
+        try SmokeballSandbox.with { sandbox in
+            let connected = try ConnectedFirm(sandbox)
+            let provider = try connected.provider()
+            let firm = connected.firm.id.uuidString.lowercased()
+            var seen: [String] = [connected.tokens.accessToken, try #require(connected.tokens.refreshToken)]
+            let log = try Self.capturingStandardError {
+                // A refresh, a failed one (endpoint down, token still valid), and invalid_grant.
+                try connected.setExpiry(in: -10)
+                _ = try provider.withAccess(connected.scope) { try $0.firm($1) }
+                seen.append(try connected.storedAccessToken())
+                try connected.setExpiry(in: 120)
+                try sandbox.addFault(["path_prefix": "/oauth2/token", "status": 500, "share": 1.0])
+                _ = try provider.withAccess(connected.scope) { $1.accessToken }
+                try sandbox.clearFaults()
+                try connected.admin().execute(
+                    "UPDATE firm_integrations SET refresh_not_before = NULL WHERE firm_id = $1", [connected.firm.id])
+                _ = try sandbox.service.send(
+                    "POST", "/_sandbox/revoke", body: SmokeballSandbox.json(["account_id": sandbox.accountID]),
+                    contentType: "application/json", base: sandbox.url)
+                try connected.setExpiry(in: -10)
+                #expect(throws: SmokeballTokenError.self) {
+                    try provider.withAccess(connected.scope) { $1.accessToken }
+                }
+            }
+            let lines = log.split(separator: "\n").filter { $0.contains(firm) }
+            for event in ["smokeball_token_refreshed", "smokeball_token_refresh_failed", "smokeball_needs_reconnect"] {
+                #expect(lines.contains { $0.contains("\"\(event)\"") }, "no \(event) line")
+            }
+            for token in seen { #expect(!log.contains(token)) }
+        }
+    }
+
+    /// What this process writes to stderr (where `Logger` writes) while `body` runs.
+    static func capturingStandardError(_ body: () throws -> Void) throws -> String {
+        let path = NSTemporaryDirectory() + "token-log-" + UUID().uuidString
+        let file = open(path, O_CREAT | O_RDWR | O_TRUNC, 0o600)
+        try #require(file >= 0)
+        let saved = dup(STDERR_FILENO)
+        dup2(file, STDERR_FILENO)
+        defer {
+            dup2(saved, STDERR_FILENO)
+            close(saved)
+            close(file)
+            unlink(path)
+        }
+        try body()
+        return try String(contentsOfFile: path, encoding: .utf8)
     }
 }
 
