@@ -180,22 +180,22 @@ public struct SmokeballTokenProvider: Sendable {
             throw SmokeballTokenError(.unavailable, detail: "refresh_backing_off")
         }
         if try row.bool("lease_live") { return usable ? .use(current) : .wait }
+        guard try row.bool("has_refresh_token") else {
+            // Nothing to refresh with: only a reconnect helps.
+            if usable { return .use(current) }
+            throw SmokeballTokenError(.needsReconnect, reason: "no_refresh_token")
+        }
         let id = UUID()
         guard
             let taken = try connection.execute(
                 Self.takeLeaseSQL, [Self.platform, SQLValue.bytes(sealed), id, policy.lease]
             ).first
         else { return .changed }
-        guard let refreshSealed = try taken.optionalBytes("refresh_token") else {
-            // Nothing to refresh with: only a reconnect helps. The lease lapses by itself.
-            if usable { return .use(current) }
-            throw SmokeballTokenError(.needsReconnect, reason: "no_refresh_token")
-        }
         return .refresh(
             Lease(
                 id: id, takenAt: try taken.date("taken_at"),
                 refreshToken: try vault.open(
-                    refreshSealed, firmID: firmID, platform: Self.platform, column: .refreshToken),
+                    try taken.bytes("refresh_token"), firmID: firmID, platform: Self.platform, column: .refreshToken),
                 failures: Int(try taken.int("refresh_failures")), current: current, currentUsable: usable))
     }
 
@@ -266,7 +266,8 @@ public struct SmokeballTokenProvider: Sendable {
 
     /// The firm's row: a token expiry that is NULL counts as lapsed.
     static let readSQL = """
-        SELECT is_active, access_token, region, needs_reconnect_reason,
+        SELECT is_active, access_token, refresh_token IS NOT NULL AS has_refresh_token, region,
+               needs_reconnect_reason,
                coalesce(extract(epoch FROM token_expires_at - now()), -1)::float8 AS remaining,
                coalesce(refresh_lease_until > now(), false) AS lease_live,
                coalesce(refresh_not_before > now(), false) AS backing_off
@@ -280,7 +281,7 @@ public struct SmokeballTokenProvider: Sendable {
         UPDATE firm_integrations
         SET refresh_lease_id = $3, refresh_lease_until = now() + make_interval(secs => $4::float8)
         WHERE firm_id = app_current_firm() AND platform = $1 AND is_active AND access_token = $2
-          AND needs_reconnect_reason IS NULL
+          AND refresh_token IS NOT NULL AND needs_reconnect_reason IS NULL
           AND (refresh_lease_until IS NULL OR refresh_lease_until <= now())
           AND (refresh_not_before IS NULL OR refresh_not_before <= now())
         RETURNING refresh_token, refresh_failures, now() AS taken_at

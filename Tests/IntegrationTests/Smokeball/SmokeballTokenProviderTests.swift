@@ -525,6 +525,20 @@ extension SmokeballTokenProviderTests {
                     ])
             }
             #expect(throws: SmokeballTokenError(.notConnected)) { try provider.withAccess(scope) { _, _ in } }
+            // Active with a lapsed access token and no refresh token: only a reconnect helps, and no
+            // lease is taken (nobody would wait for a refresh that cannot happen).
+            try seed.asFirm(firm.id) { connection in
+                try connection.execute(
+                    "UPDATE firm_integrations SET is_active = true, token_expires_at = now() - interval '1 minute' WHERE firm_id = $1",
+                    [firm.id])
+            }
+            #expect(throws: SmokeballTokenError(.needsReconnect, reason: "no_refresh_token")) {
+                try provider.withAccess(scope) { _, _ in }
+            }
+            #expect(
+                try seed.connection.execute(
+                    "SELECT refresh_lease_id FROM firm_integrations WHERE firm_id = $1", [firm.id]
+                ).single().isNull("refresh_lease_id"))
             let error = SmokeballTokenError(.notConnected).httpError
             #expect(error.status.code == 409 && error.code == "not_connected")
 
