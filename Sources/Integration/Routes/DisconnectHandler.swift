@@ -34,13 +34,15 @@ public struct DisconnectHandler: DatabaseHandler {
             options: configuration.databaseOptions)
         let smokeball = try SmokeballConfiguration.fromEnvironment()
         let vault = try TokenVault(configuration: configuration)
+        let policy = try TokenPolicy.fromEnvironment()
         self.init(
             authenticator: Authenticator(configuration: configuration), database: database,
             tokens: smokeball.credentials.map { credentials in
                 SmokeballTokenProvider(
                     database: database, vault: vault, smokeball: smokeball,
                     rateLimit: PartnerRateLimit(
-                        database: database, configuration: smokeball, clientID: credentials.clientID))
+                        database: database, configuration: smokeball, clientID: credentials.clientID),
+                    policy: policy)
             },
             subscriptions: WebhookSubscriptions(
                 database: database, vault: vault, notificationURL: try OAuthRedirects.fromEnvironment().webhookURL))
