@@ -18,3 +18,8 @@ ALTER TABLE sb_tokens ADD COLUMN event_id uuid;
 
 ALTER TABLE sb_requests ADD COLUMN grant_type text
     CHECK (grant_type IN ('authorization_code', 'refresh_token', 'client_credentials'));
+
+-- A staff member has its own id, distinct from its user's (`userId`, what a token's `username`
+-- names), as on Smokeball: an integration that looks the signing-in user up by staff id finds
+-- nothing here either.
+ALTER TABLE sb_users ADD COLUMN staff_id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid();

@@ -20,6 +20,11 @@ import Testing
             let userID = try #require(AccessTokenClaims.userID(tokens.accessToken))
             let member = try #require(try client.staffMember(userID: userID, access: .user(tokens.accessToken)))
             #expect(member.email == SmokeballSandbox.email)
+            // The user's id is not the staff member's id, as on Smokeball.
+            #expect(member.id != userID)
+            #expect(throws: SmokeballError.self) {
+                try client.staffMember(id: userID, access: .user(tokens.accessToken))
+            }
             // A refreshed token names the same user.
             let refreshed = try client.refresh(try #require(tokens.refreshToken))
             #expect(AccessTokenClaims.userID(refreshed.accessToken) == userID)

@@ -53,6 +53,12 @@ import Testing
         let member = try #require(staff.first { $0["email"] as? String == F.email })
         #expect(claims["username"] as? String == member["userId"] as? String)
         #expect(claims["sub"] as? String == member["userId"] as? String)
+        // As on Smokeball, the staff member's own id is another: looking the user up by it fails.
+        let staffID = try #require(member["id"] as? String)
+        #expect(staffID != member["userId"] as? String)
+        #expect(
+            fixture.api("GET", "/staff/" + (claims["username"] as? String ?? ""), token: access).status == .notFound)
+        #expect(fixture.api("GET", "/staff/" + staffID, token: access).status == .ok)
 
         // Only the digest is stored, and it is what authenticates the call.
         #expect(try Self.storedDigests(fixture, access) == 1)
