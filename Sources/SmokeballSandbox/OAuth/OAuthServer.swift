@@ -276,6 +276,10 @@ struct OAuthServer {
         return tokenResponse(["access_token": access, "token_type": "Bearer", "expires_in": client.accessTTL])
     }
 
+    enum TokenKind: String {
+        case access, refresh
+    }
+
     /// A Cognito-shaped JWT (see `CognitoAccessToken`); only its digest is stored.
     func issueAccess(client: Client, account: UUID?, signIn: CognitoAccessToken.SignIn?, connection: Connection)
         throws -> String
@@ -283,7 +287,7 @@ struct OAuthServer {
         let claims = CognitoAccessToken.claims(
             clientID: client.id, signIn: signIn, issuer: issuer, issuedAt: now, lifetime: client.accessTTL)
         let token = try CognitoAccessToken.sign(claims, connection: connection)
-        try store(token, kind: "access", client: client, account: account, signIn: signIn, connection: connection)
+        try store(token, kind: .access, client: client, account: account, signIn: signIn, connection: connection)
         return token
     }
 
@@ -292,15 +296,15 @@ struct OAuthServer {
         throws -> String
     {
         let token = Secrets.newToken()
-        try store(token, kind: "refresh", client: client, account: account, signIn: signIn, connection: connection)
+        try store(token, kind: .refresh, client: client, account: account, signIn: signIn, connection: connection)
         return token
     }
 
     func store(
-        _ token: String, kind: String, client: Client, account: UUID?, signIn: CognitoAccessToken.SignIn?,
+        _ token: String, kind: TokenKind, client: Client, account: UUID?, signIn: CognitoAccessToken.SignIn?,
         connection: Connection
     ) throws {
-        let ttl = kind == "access" ? client.accessTTL : client.refreshTTL
+        let ttl = kind == .access ? client.accessTTL : client.refreshTTL
         try connection.execute(
             """
             INSERT INTO sb_tokens (token_sha256, kind, client_id, account_id, user_id, expires_at, auth_time, origin_jti,
@@ -308,7 +312,7 @@ struct OAuthServer {
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             """,
             [
-                Secrets.digest(token), kind, client.id, account, signIn?.user,
+                Secrets.digest(token), kind.rawValue, client.id, account, signIn?.user,
                 now.addingTimeInterval(TimeInterval(ttl)),
                 signIn?.authTime, signIn?.originJTI, signIn?.eventID,
             ])
