@@ -144,7 +144,9 @@ import Testing
             // The admin paths are served to loopback callers through nginx.
             let log = try service.send("GET", "/_sandbox/requests", base: service.sandboxURL)
             let requests = log.jsonObject["requests"] as? [[String: Any]] ?? []
-            #expect(requests.map { $0["request_id"] as? String } == ["e2e-req-1"])
+            // The token exchange is logged too, with its grant type and no RequestId.
+            #expect(requests.map { $0["request_id"] as? String } == [nil, "e2e-req-1"])
+            #expect(requests.map { $0["grant_type"] as? String } == ["authorization_code", nil])
         }
     }
 
@@ -196,7 +198,7 @@ import Testing
             #expect(Double(admitted) >= rate * duration * 0.5)
             #expect(tally.statuses.contains(429))
             #expect(tally.withRetryAfter == 0)
-            let log = try service.send("GET", "/_sandbox/requests", base: service.sandboxURL)
+            let log = try service.send("GET", "/_sandbox/requests?path=/mattertypes", base: service.sandboxURL)
             let logged = (log.jsonObject["requests"] as? [[String: Any]] ?? []).compactMap { $0["status"] as? Int }
             #expect(logged.sorted() == tally.statuses.sorted())
         }

@@ -52,7 +52,8 @@ struct Faults {
     /// Faults on the auth server and the upload and download URLs, answered in the form the
     /// caller there expects: OAuth's JSON error at the token endpoint, an HTML page at the
     /// authorize endpoint, ProblemDetails elsewhere.
-    func applyOffAPI(_ request: Request) throws {
+    /// `beforeDrop` runs before a dropped connection kills the worker (the token endpoint logs it).
+    func applyOffAPI(_ request: Request, beforeDrop: () -> Void = {}) throws {
         // The partner at the auth server: its Basic credentials, else the client_id it sends.
         let clientID =
             request.path.hasPrefix("/oauth2/")
@@ -62,6 +63,7 @@ struct Faults {
         case .proceed:
             return
         case .dropConnection:
+            beforeDrop()
             Self.dropConnection()
         case .fail(let failure):
             let (status, detail, headers): (HTTPStatus, String, [(String, String)])

@@ -11,10 +11,11 @@ import PostgreSQL
 ///                                access_ttl_seconds?, refresh_ttl_seconds?, write_delay_ms?, retry_after_header?}
 ///     POST /_sandbox/accounts   {id?, name, region?, users: [{email, password, first_name?, last_name?}]}
 ///     POST /_sandbox/revoke     {account_id, client_id?}
-///     GET  /_sandbox/requests?client_id=..&after_id=..
+///     POST /_sandbox/expire-tokens {kind: access|refresh, account_id?, client_id?}
+///     GET  /_sandbox/requests?client_id=..&after_id=..&path=..&grant_type=..
 ///     POST /_sandbox/faults     {path_prefix, status?, share?, latency_ms?, drop_connection?, client_id?}
 ///     DELETE /_sandbox/faults
-///     GET  /_sandbox/counters?client_id=..
+///     GET  /_sandbox/counters?client_id=..&path=..
 ///     POST /_sandbox/reset
 /// Admin endpoints a resource adds under `/_sandbox/`; nil for paths it does not own.
 protocol SandboxAdminExtension {
@@ -34,6 +35,7 @@ struct SandboxAdmin {
         case ("POST", "/_sandbox/clients"): return try registerClient(try body(request))
         case ("POST", "/_sandbox/accounts"): return try createAccount(try body(request))
         case ("POST", "/_sandbox/revoke"): return try revoke(try body(request))
+        case ("POST", "/_sandbox/expire-tokens"): return try expireTokens(try body(request))
         case ("GET", "/_sandbox/requests"): return try requests(request)
         case ("POST", "/_sandbox/reset"): return try reset()
         case ("POST", "/_sandbox/faults"): return try addFault(try body(request))
@@ -209,31 +211,84 @@ struct SandboxAdmin {
     }
 
     /// A firm revoking the integration's access: every token of the account (for one client or
-    /// all) stops working at once.
+    /// all) stops working at once, and, as Smokeball does, the partner's webhook subscriptions in
+    /// the account go with the grant (here at once, not at the dispatcher's next pass).
     func revoke(_ body: [String: Any]) throws -> Response {
         guard let text = body["account_id"] as? String, let accountID = UUID(uuidString: text) else {
             throw SandboxFailure.problem(.badRequest, "Bad Request", "account_id must be a uuid")
         }
-        let clientID = body["client_id"] as? String
-        let revoked = try database.withConnection { connection in
-            try connection.execute(
+        let clientID = try Self.optionalString(body, "client_id")
+        let (revoked, removed) = try database.transaction { connection in
+            let revoked = try connection.execute(
                 """
                 UPDATE sb_tokens SET revoked_at = $3
                 WHERE account_id = $1 AND ($2::text IS NULL OR client_id = $2) AND revoked_at IS NULL
                 """, [accountID, clientID, now]
             ).affectedRows
+            return (revoked, try Webhooks.purgeLapsed(connection, now: now, account: accountID, client: clientID))
         }
-        return Response.json(["revoked": revoked])
+        return Response.json(["revoked": revoked, "subscriptions_removed": removed])
     }
 
+    /// Makes live tokens expire now (the sandbox's clock), so a test can have Smokeball refuse
+    /// a token the integration still believes valid (its `exp` claim says otherwise), or a
+    /// refresh token lapse (`invalid_grant`). A lapsed refresh grant takes the partner's webhook
+    /// subscriptions in the account with it, as a revoke does (FACTS.md: Smokeball removes them
+    /// when the refresh token expires). `account_id` picks a firm's tokens, `client_id` a
+    /// partner's (its client-credentials tokens too); at least one of them.
+    func expireTokens(_ body: [String: Any]) throws -> Response {
+        guard let kind = body["kind"] as? String, ["access", "refresh"].contains(kind) else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "kind must be access or refresh")
+        }
+        var accountID: UUID?
+        if let raw = body["account_id"] {
+            guard let text = raw as? String, let parsed = UUID(uuidString: text) else {
+                throw SandboxFailure.problem(.badRequest, "Bad Request", "account_id must be a uuid")
+            }
+            accountID = parsed
+        }
+        let clientID = try Self.optionalString(body, "client_id")
+        guard accountID != nil || clientID != nil else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "give account_id, client_id or both")
+        }
+        let (expired, removed) = try database.transaction { connection in
+            let expired = try connection.execute(
+                """
+                UPDATE sb_tokens SET expires_at = $4
+                WHERE kind = $1 AND ($2::uuid IS NULL OR account_id = $2) AND ($3::text IS NULL OR client_id = $3)
+                AND revoked_at IS NULL AND expires_at > $4
+                """, [kind, accountID, clientID, now]
+            ).affectedRows
+            guard kind == "refresh" else { return (expired, 0) }
+            return (expired, try Webhooks.purgeLapsed(connection, now: now, account: accountID, client: clientID))
+        }
+        return Response.json(["expired": expired, "subscriptions_removed": removed])
+    }
+
+    /// An optional non-empty string field (absent or null: nil).
+    static func optionalString(_ body: [String: Any], _ key: String) throws -> String? {
+        guard let raw = body[key], !(raw is NSNull) else { return nil }
+        guard let text = raw as? String, !text.isEmpty else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "\(key) must be a non-empty string")
+        }
+        return text
+    }
+
+    /// The request log, oldest first: `client_id`, `path` (exact) and `grant_type` filter it;
+    /// token-endpoint calls carry their `grant_type`, API calls null.
     func requests(_ request: Request) throws -> Response {
         let after = Int64(request.queryValue("after_id") ?? "0") ?? 0
         let rows = try database.withConnection { connection in
             try connection.execute(
                 """
-                SELECT id, client_id, method, path, request_id, status, at FROM sb_requests
-                WHERE id > $1 AND ($2::text IS NULL OR client_id = $2) ORDER BY id LIMIT 10000
-                """, [after, request.queryValue("client_id")]
+                SELECT id, client_id, method, path, request_id, status, grant_type, at FROM sb_requests
+                WHERE id > $1 AND ($2::text IS NULL OR client_id = $2) AND ($3::text IS NULL OR path = $3)
+                AND ($4::text IS NULL OR grant_type = $4) ORDER BY id LIMIT 10000
+                """,
+                [
+                    after, request.queryValue("client_id"), request.queryValue("path"),
+                    request.queryValue("grant_type"),
+                ]
             ).rows
         }
         let items: [[String: Any]] = try rows.map { row in
@@ -241,6 +296,7 @@ struct SandboxAdmin {
                 "id": try row.int("id"), "client_id": (try row.optionalString("client_id")) ?? NSNull(),
                 "method": try row.string("method"), "path": try row.string("path"),
                 "request_id": (try row.optionalString("request_id")) ?? NSNull(), "status": try row.int("status"),
+                "grant_type": (try row.optionalString("grant_type")) ?? NSNull(),
                 "at": Timestamp.iso8601(try row.date("at")),
             ]
         }
@@ -281,24 +337,36 @@ struct SandboxAdmin {
         return Response(status: .noContent)
     }
 
-    /// Requests per status and per method and path, for "exactly one create" assertions.
+    /// Requests per status, per method and path, and (token endpoint) per grant type and per
+    /// grant type and status, for "exactly one create" and "exactly one refresh" assertions.
     func counters(_ request: Request) throws -> Response {
         let rows = try database.withConnection {
             try $0.execute(
                 """
-                SELECT method, path, status, count(*)::bigint AS n FROM sb_requests
-                WHERE $1::text IS NULL OR client_id = $1 GROUP BY method, path, status ORDER BY method, path, status
-                """, [request.queryValue("client_id")]
+                SELECT method, path, status, grant_type, count(*)::bigint AS n FROM sb_requests
+                WHERE ($1::text IS NULL OR client_id = $1) AND ($2::text IS NULL OR path = $2)
+                GROUP BY method, path, status, grant_type ORDER BY method, path, status, grant_type
+                """, [request.queryValue("client_id"), request.queryValue("path")]
             ).rows
         }
         var byStatus: [String: Int64] = [:]
         var byPath: [String: Int64] = [:]
+        var byGrant: [String: Int64] = [:]
+        var byGrantStatus: [String: Int64] = [:]
         for row in rows {
             let count = try row.int("n")
-            byStatus[String(try row.int("status")), default: 0] += count
+            let status = String(try row.int("status"))
+            byStatus[status, default: 0] += count
             byPath[try row.string("method") + " " + (try row.string("path")), default: 0] += count
+            if let grant = try row.optionalString("grant_type") {
+                byGrant[grant, default: 0] += count
+                byGrantStatus[grant + " " + status, default: 0] += count
+            }
         }
-        return Response.json(["by_status": byStatus, "by_path": byPath, "total": byStatus.values.reduce(0, +)])
+        return Response.json([
+            "by_status": byStatus, "by_path": byPath, "by_grant_type": byGrant, "by_grant_type_status": byGrantStatus,
+            "total": byStatus.values.reduce(0, +),
+        ])
     }
 
     func reset() throws -> Response {

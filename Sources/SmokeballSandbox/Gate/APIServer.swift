@@ -182,11 +182,7 @@ struct APIServer {
     }
 
     func record(_ request: Request, clientID: String?, requestID: String?, status: Int) throws {
-        _ = try database.withConnection {
-            try $0.execute(
-                "INSERT INTO sb_requests (client_id, method, path, request_id, status) VALUES ($1, $2, $3, $4, $5)",
-                [clientID, request.method, request.path, requestID, status])
-        }
+        try RequestLog.record(database, request, clientID: clientID, requestID: requestID, status: status)
     }
 
     // MARK: Resources

@@ -45,10 +45,11 @@ public struct SandboxHandler: Handler {
         let offAPI =
             path == "/oauth2/authorize" || path == "/oauth2/token" || path.hasPrefix("/_uploads/")
             || path.hasPrefix("/_downloads/")
+        if path == "/oauth2/token" { return try token(request) }
         // Injected faults apply here as on the API, before anything is read or changed.
         if offAPI { try Faults(database: database).applyOffAPI(request) }
-        if path == "/oauth2/authorize" || path == "/oauth2/token" {
-            return try OAuthServer(database: database, now: clock()).handle(request)
+        if path == "/oauth2/authorize" {
+            return try OAuthServer(database: database, now: clock(), issuer: request.sandboxOrigin).handle(request)
         }
         if path.hasPrefix("/_uploads/") {
             return try Uploads(database: database, now: clock()).handle(request)
@@ -60,6 +61,22 @@ public struct SandboxHandler: Handler {
             return try SandboxAdmin(database: database, now: clock()).handle(request)
         }
         return try APIServer(database: database, now: clock()).handle(request, context)
+    }
+
+    /// The token endpoint, every call of which lands in the request log with its answer's status:
+    /// refusals and injected faults too, and a dropped connection (status 0) before it drops.
+    func token(_ request: Request) throws -> Response {
+        let response: Response
+        do {
+            try Faults(database: database).applyOffAPI(request) {
+                RequestLog.recordToken(database, request, status: 0)
+            }
+            response = try OAuthServer(database: database, now: clock(), issuer: request.sandboxOrigin).handle(request)
+        } catch let failure as SandboxFailure {
+            response = failure.response(requestID: request.header("requestid"))
+        }
+        RequestLog.recordToken(database, request, status: response.status.code)
+        return response
     }
 }
 

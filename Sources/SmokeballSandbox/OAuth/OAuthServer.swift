@@ -11,6 +11,8 @@ import PostgreSQL
 struct OAuthServer {
     let database: Database
     let now: Date
+    /// The `iss` of the tokens it issues: the sandbox's auth base URL as the caller reached it.
+    var issuer = "http://localhost"
 
     static let codeLifetime: TimeInterval = 300
 
@@ -206,7 +208,7 @@ struct OAuthServer {
             case "authorization_code": return try exchangeCode(form, client: client, connection: connection)
             case "refresh_token": return try refresh(form, client: client, connection: connection)
             case "client_credentials":
-                let access = try issue(.access, client: client, account: nil, user: nil, connection: connection)
+                let access = try issueAccess(client: client, account: nil, signIn: nil, connection: connection)
                 return tokenResponse(["access_token": access, "token_type": "Bearer", "expires_in": client.accessTTL])
             case nil, "":
                 throw SandboxFailure.oauth(.badRequest, "invalid_request", "grant_type is missing")
@@ -241,9 +243,11 @@ struct OAuthServer {
             else { throw SandboxFailure.oauth(.badRequest, "invalid_grant", "code_verifier does not match") }
         }
         let account = try row.uuid("account_id")
-        let user = try row.uuid("user_id")
-        let access = try issue(.access, client: client, account: account, user: user, connection: connection)
-        let refresh = try issue(.refresh, client: client, account: account, user: user, connection: connection)
+        // The sign-in: every access token refreshed from this grant repeats these claims.
+        let signIn = CognitoAccessToken.SignIn(
+            user: try row.uuid("user_id"), authTime: now, originJTI: UUID(), eventID: UUID())
+        let access = try issueAccess(client: client, account: account, signIn: signIn, connection: connection)
+        let refresh = try issueRefresh(client: client, account: account, signIn: signIn, connection: connection)
         return tokenResponse([
             "access_token": access, "refresh_token": refresh, "token_type": "Bearer", "expires_in": client.accessTTL,
         ])
@@ -256,14 +260,19 @@ struct OAuthServer {
         }
         let row = try connection.execute(
             """
-            SELECT account_id, user_id FROM sb_tokens
+            SELECT account_id, user_id, auth_time, origin_jti, event_id FROM sb_tokens
             WHERE token_sha256 = $1 AND kind = 'refresh' AND client_id = $2 AND revoked_at IS NULL AND expires_at > $3
             """, [Secrets.digest(token), client.id, now]
         ).first
         guard let row else { throw SandboxFailure.oauth(.badRequest, "invalid_grant", "Invalid refresh token") }
-        let access = try issue(
-            .access, client: client, account: try row.optionalUUID("account_id"), user: try row.optionalUUID("user_id"),
-            connection: connection)
+        let signIn = try row.optionalUUID("user_id").map { user in
+            CognitoAccessToken.SignIn(
+                user: user, authTime: try row.optionalDate("auth_time") ?? now,
+                originJTI: try row.optionalUUID("origin_jti") ?? UUID(),
+                eventID: try row.optionalUUID("event_id") ?? UUID())
+        }
+        let access = try issueAccess(
+            client: client, account: try row.optionalUUID("account_id"), signIn: signIn, connection: connection)
         return tokenResponse(["access_token": access, "token_type": "Bearer", "expires_in": client.accessTTL])
     }
 
@@ -271,20 +280,42 @@ struct OAuthServer {
         case access, refresh
     }
 
-    func issue(_ kind: TokenKind, client: Client, account: UUID?, user: UUID?, connection: Connection) throws -> String
+    /// A Cognito-shaped JWT (see `CognitoAccessToken`); only its digest is stored.
+    func issueAccess(client: Client, account: UUID?, signIn: CognitoAccessToken.SignIn?, connection: Connection)
+        throws -> String
+    {
+        let claims = CognitoAccessToken.claims(
+            clientID: client.id, signIn: signIn, issuer: issuer, issuedAt: now, lifetime: client.accessTTL)
+        let token = try CognitoAccessToken.sign(claims, connection: connection)
+        try store(token, kind: .access, client: client, account: account, signIn: signIn, connection: connection)
+        return token
+    }
+
+    /// Refresh tokens stay opaque, as Cognito's are (to the client).
+    func issueRefresh(client: Client, account: UUID, signIn: CognitoAccessToken.SignIn, connection: Connection)
+        throws -> String
     {
         let token = Secrets.newToken()
+        try store(token, kind: .refresh, client: client, account: account, signIn: signIn, connection: connection)
+        return token
+    }
+
+    func store(
+        _ token: String, kind: TokenKind, client: Client, account: UUID?, signIn: CognitoAccessToken.SignIn?,
+        connection: Connection
+    ) throws {
         let ttl = kind == .access ? client.accessTTL : client.refreshTTL
         try connection.execute(
             """
-            INSERT INTO sb_tokens (token_sha256, kind, client_id, account_id, user_id, expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6)
+            INSERT INTO sb_tokens (token_sha256, kind, client_id, account_id, user_id, expires_at, auth_time, origin_jti,
+                                   event_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             """,
             [
-                Secrets.digest(token), kind.rawValue, client.id, account, user,
+                Secrets.digest(token), kind.rawValue, client.id, account, signIn?.user,
                 now.addingTimeInterval(TimeInterval(ttl)),
+                signIn?.authTime, signIn?.originJTI, signIn?.eventID,
             ])
-        return token
     }
 
     func tokenResponse(_ fields: [String: Any]) -> Response {

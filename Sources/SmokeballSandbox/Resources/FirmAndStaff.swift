@@ -3,7 +3,9 @@ import FastCGI
 import Foundation
 import PostgreSQL
 
-/// `GET /firm` (the caller's account) and `GET /staff`, `GET /staff/{id}` (its users).
+/// `GET /firm` (the caller's account) and `GET /staff`, `GET /staff/{id}` (its users). A staff
+/// member's `id` is its own, not the user's: `userId` is the user's id, the one an access token's
+/// `username` names, as on Smokeball (so `GET /staff/{userId}` finds nothing).
 struct FirmAndStaff: APIResource {
     let database: Database
     let now: Date
@@ -61,22 +63,23 @@ struct FirmAndStaff: APIResource {
         try database.withConnection {
             try $0.execute(
                 """
-                SELECT id, first_name, last_name, email FROM sb_users
-                WHERE account_id = $1 AND ($2::uuid IS NULL OR id = $2)
-                ORDER BY last_name, first_name, id OFFSET $3 LIMIT $4
+                SELECT id, staff_id, first_name, last_name, email FROM sb_users
+                WHERE account_id = $1 AND ($2::uuid IS NULL OR staff_id = $2)
+                ORDER BY last_name, first_name, staff_id OFFSET $3 LIMIT $4
                 """, [caller.accountID, id, offset, limit]
             ).rows
         }
     }
 
     static func staff(_ row: Row, origin: String) throws -> [String: Any] {
-        let id = try row.uuid("id").uuidString.lowercased()
+        let id = try row.uuid("staff_id").uuidString.lowercased()
+        let user = try row.uuid("id").uuidString.lowercased()
         let first = try row.string("first_name")
         let last = try row.string("last_name")
         return [
             "href": origin + "/staff/" + id, "id": id, "versionId": id, "firstName": first, "lastName": last,
             "initials": String(first.prefix(1) + last.prefix(1)).uppercased(), "email": try row.string("email"),
-            "role": "Attorney", "former": false, "enabled": true, "userId": id,
+            "role": "Attorney", "former": false, "enabled": true, "userId": user,
         ]
     }
 }

@@ -455,7 +455,9 @@ struct Matters: APIResource {
     static func staffProblem(_ connection: Connection, account: UUID, _ field: Field?) throws -> String? {
         guard case .id(let staff)? = field else { return nil }
         let found =
-            try connection.execute("SELECT 1 FROM sb_users WHERE id = $1 AND account_id = $2", [staff, account])
+            try connection.execute(
+                "SELECT 1 FROM sb_users WHERE staff_id = $1 AND account_id = $2", [staff, account]
+            )
             .rowCount == 1
         return found ? nil : "personResponsibleStaffId \(staff.uuidString.lowercased()) is not a staff member"
     }

@@ -82,7 +82,10 @@ import Testing
             #expect(
                 try sandbox.attempts(onBehalf.requestID).map { $0["path"] as? String } == ["/\(sandbox.accountID)/firm"]
             )
-            #expect(log.allSatisfy { ($0["request_id"] as? String)?.isEmpty == false })
+            // Token calls carry none (they are logged too, with their grant type).
+            let apiCalls = log.filter { $0["grant_type"] is NSNull }
+            #expect(!apiCalls.isEmpty && apiCalls.count < log.count)
+            #expect(apiCalls.allSatisfy { ($0["request_id"] as? String)?.isEmpty == false })
         }
     }
 
@@ -328,10 +331,20 @@ import Testing
             let tokens = try client.exchangeCode(
                 code, redirectURI: SmokeballSandbox.redirectURI, codeVerifier: verifier)
             #expect(try client.firm(.user(tokens.accessToken)).status == 200)
+            _ = try client.createWebhookSubscription(
+                WebhookSubscriptionRequest(
+                    name: "CaseHug", eventTypes: ["matter.created"], eventNotificationUrl: "https://casehug.test/hooks",
+                    key: "webhook-key-0123456789"), access: .user(tokens.accessToken))
             let revoked = try sandbox.service.send(
                 "POST", "/_sandbox/revoke", body: SmokeballSandbox.json(["account_id": sandbox.accountID]),
                 contentType: "application/json", base: sandbox.url)
             try #require(revoked.status == 200)
+            // Smokeball removes the subscriptions with the grant (FACTS.md).
+            #expect(revoked.jsonObject["subscriptions_removed"] as? Int == 1)
+            let subscriptions = try Connection(url: sandbox.store.url).execute(
+                "SELECT count(*) AS n FROM sb_webhook_subscriptions"
+            ).single().int("n")
+            #expect(subscriptions == 0)
             let (code401, requestID) = Self.failedRequestID { _ = try client.firm(.user(tokens.accessToken)) }
             #expect(code401 == .unauthorized)
             // Not retried: a token that is not accepted stays so.

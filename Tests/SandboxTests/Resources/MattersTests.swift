@@ -127,9 +127,10 @@ import Testing
         let client = try Self.contact(fixture, "Avery Smith")
         let otherSide = try Self.contact(fixture, "Jordan Jones")
         let divorce = try Self.matterType(fixture, "Divorce")
+        // A staff member's own id (not its user's).
         let staff = try Connection(url: fixture.databaseURL).execute(
-            "SELECT id FROM sb_users WHERE account_id = $1", [fixture.accountID]
-        ).single().uuid("id").uuidString.lowercased()
+            "SELECT staff_id FROM sb_users WHERE account_id = $1", [fixture.accountID]
+        ).single().uuid("staff_id").uuidString.lowercased()
         let response = Self.send(
             fixture, "POST", "/matters", access,
             json: Self.body(
