@@ -60,6 +60,8 @@ import Testing
             // Reused: the first arrival spends the state; a second one with a fresh code is refused.
             let first = try flow.signedIn()
             #expect(try ConnectionFlow.landing(flow.arrive(first))["smokeball"] == "connected")
+            let tokenCalls = try flow.tokenRequests()
+            #expect(tokenCalls == 1)
             var second = try flow.signedIn()
             second["state"] = first["state"]
             #expect(
@@ -96,6 +98,8 @@ import Testing
             #expect(try ConnectionFlow.landing(flow.arrive(doubled))["reason"] == "invalid_state")
             #expect(try ConnectionFlow.landing(flow.arrive(repeated))["reason"] == "invalid_state")
             #expect(try !flow.codeWasExchanged(repeated["code"]!))
+            // The sandbox's log: not one token request since the good arrival.
+            #expect(try flow.tokenRequests() == tokenCalls)
         }
     }
 
@@ -103,6 +107,7 @@ import Testing
     func foreignStates() throws {
         try ConnectionFlow.with { flow in
             let tokensBefore = try flow.issuedTokens()
+            let tokenCalls = try flow.tokenRequests()
             // The browser coming back belongs to someone else: another firm's admin, or a colleague.
             for intruder in [flow.otherFirm.admin, flow.firm.standard] {
                 let items = try flow.signedIn()
@@ -129,6 +134,7 @@ import Testing
             #expect(try ConnectionFlow.landing(flow.arrive(demoted))["reason"] == "invalid_state")
             #expect(try !flow.codeWasExchanged(demoted["code"]!))
             #expect(try flow.issuedTokens() == tokensBefore)
+            #expect(try flow.tokenRequests() == tokenCalls)
             #expect(try flow.stored() == nil)
         }
     }
@@ -150,6 +156,7 @@ import Testing
             other["error"] = "server_error"
             #expect(try ConnectionFlow.landing(flow.arrive(other))["reason"] == "authorization_failed")
             #expect(try !flow.codeWasExchanged(other["code"]!))
+            #expect(try flow.tokenRequests() == 0)
             #expect(try flow.stored() == nil)
         }
     }
@@ -189,9 +196,16 @@ import Testing
             ] {
                 let items = try flow.signedIn()
                 try flow.sandbox.addFault(fault)
+                let calls = try flow.tokenRequests()
                 let landing = try ConnectionFlow.landing(flow.arrive(items))
                 try flow.sandbox.clearFaults()
                 #expect(landing == ["smokeball": "error", "reason": "smokeball_unavailable"], "\(fault)")
+                // A code is single use: never sent twice, even after a failure that may not have
+                // reached Smokeball. (The slow answer is logged once the sandbox ends it.)
+                if let latency = fault["latency_ms"] as? Int {
+                    Thread.sleep(forTimeInterval: Double(latency) / 1000 + 0.5)
+                }
+                #expect(try flow.tokenRequests() == calls + 1, "\(fault)")
                 #expect(try flow.stored() == nil)
             }
             // Smokeball's API down after the exchange: nothing is kept either.

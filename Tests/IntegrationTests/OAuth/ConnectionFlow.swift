@@ -196,6 +196,15 @@ struct ConnectionFlow {
         ).single().bool("used")
     }
 
+    /// Calls the partner made to the sandbox's token endpoint so far, whatever their outcome
+    /// (the sandbox's request log).
+    func tokenRequests() throws -> Int {
+        let counters = try sandbox.service.send(
+            "GET", "/_sandbox/counters?client_id=\(SmokeballSandbox.clientID)&path=/oauth2/token", base: sandbox.url)
+        try #require(counters.status == 200)
+        return counters.jsonObject["total"] as? Int ?? -1
+    }
+
     /// Tokens the sandbox has issued to the partner so far.
     func issuedTokens() throws -> Int64 {
         try Connection(url: sandbox.store.url).execute(
