@@ -59,8 +59,9 @@ let package = Package(
         .executableTarget(name: "smokeball-sandbox", dependencies: ["FastCGI", "SmokeballSandbox"]),
         // bytea throughput of the PostgreSQL layer (scripts/bench bytea).
         .executableTarget(name: "pg-bench", dependencies: ["Basics", "PostgreSQL"]),
-        // Floods Smokeball from one process through the shared rate limit (the rate-limit test runs several).
-        .executableTarget(name: "smokeball-flood", dependencies: ["Basics", "PostgreSQL", "Smokeball"]),
+        // Floods Smokeball from one process through the shared rate limit (the rate-limit test runs
+        // several), or calls it once per thread through the token provider (the refresh test).
+        .executableTarget(name: "smokeball-flood", dependencies: ["Basics", "Integration", "PostgreSQL", "Smokeball"]),
 
         // What several test targets share: the scratch cluster's throwaway databases, seeded
         // generators for fuzzing.

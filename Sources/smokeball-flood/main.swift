@@ -1,5 +1,6 @@
 import Basics
 import Foundation
+import Integration
 import PostgreSQL
 import Smokeball
 
@@ -13,6 +14,11 @@ import Smokeball
 //       smokeball-flood [--threads N] [--milliseconds M]
 //
 // Even threads are interactive, odd ones background, so both lanes share the bucket.
+//
+// With SMOKEBALL_FLOOD_USER_ID (a CaseHug user of a connected firm; plus CASEHUG_JWT_SECRET and
+// TOKEN_ENCRYPTION_KEY as the routes get them) each thread instead makes ONE `GET /firm` through
+// the firm's token provider, all at once: several such processes on an expired token show that
+// a refresh is single-flight across processes.
 
 let usage = "usage: smokeball-flood [--threads N] [--milliseconds M] (settings in the environment)\n"
 let threads: Int
@@ -34,6 +40,43 @@ do {
     FileHandle.standardError.write(Data("smokeball-flood: \(error)\n".utf8))
     exit(78)
 }
+if let user = environment["SMOKEBALL_FLOOD_USER_ID"].flatMap(UUID.init(uuidString:)) {
+    let provider: SmokeballTokenProvider
+    do {
+        let settings = try Configuration.fromEnvironment(environment)
+        let database = Database(url: settings.databaseURL, applicationName: "smokeball-flood")
+        provider = SmokeballTokenProvider(
+            database: database, vault: try TokenVault(configuration: settings), smokeball: configuration,
+            rateLimit: nil)
+    } catch {
+        FileHandle.standardError.write(Data("smokeball-flood: \(error)\n".utf8))
+        exit(78)
+    }
+    let tally = Tally()
+    let start = DispatchGroup()
+    start.enter()
+    let finished = DispatchGroup()
+    for _ in 0..<threads {
+        finished.enter()
+        Thread {
+            start.wait()
+            do {
+                _ = try provider.withAccess(UserScope(userID: user)) { client, access in try client.firm(access) }
+                tally.record(nil)
+            } catch {
+                tally.record(String(describing: error))
+            }
+            finished.leave()
+        }.start()
+    }
+    start.leave()
+    finished.wait()
+    let summary: [String: Any] = ["succeeded": tally.succeeded, "failures": tally.failures]
+    let data = (try? JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys])) ?? Data()
+    print(String(decoding: data, as: UTF8.self))
+    exit(0)
+}
+
 guard let credentials = configuration.credentials, let token = environment["SMOKEBALL_FLOOD_ACCESS_TOKEN"],
     let databaseURL = environment["DATABASE_URL"]
 else {

@@ -61,7 +61,8 @@ import Testing
                 output = try Processes.runTool(
                     "/usr/bin/python3", [script, authorizeURL, redirectURI, work],
                     environment: [
-                        "PATH": "/usr/bin:/bin", "HOME": work, "SIGNIN_EMAIL": Self.email,
+                        "PATH": "/usr/bin:/bin", "HOME": work, "PYTHONDONTWRITEBYTECODE": "1",
+                        "SIGNIN_EMAIL": Self.email,
                         "SIGNIN_PASSWORD": Self.password,
                     ])
             } catch {

@@ -13,23 +13,15 @@ WORK_DIR/failure.png and WORK_DIR/failure.html, prints their paths, exits 1.
 import os
 import sys
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chromium  # noqa: E402  (beside this script)
+
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 base_url, connect_url, return_url, work_dir = sys.argv[1:5]
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for argument in [
-    "--headless=new",
-    "--no-sandbox",  # as root
-    "--disable-dev-shm-usage",
-    "--user-data-dir=" + os.path.join(work_dir, "profile"),
-]:
-    options.add_argument(argument)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+driver = chromium.start(work_dir)
 try:
     # A cookie can only be set for the page's own site: open it first.
     driver.get(base_url + "/healthz")
@@ -42,13 +34,7 @@ try:
     WebDriverWait(driver, 30).until(lambda d: d.current_url.startswith(return_url))
     print("LANDED " + driver.current_url)
 except Exception as error:  # any failure: keep what the browser shows
-    screenshot = os.path.join(work_dir, "failure.png")
-    driver.save_screenshot(screenshot)
-    with open(os.path.join(work_dir, "failure.html"), "w") as page:
-        page.write(driver.page_source)
-    print("browser stopped at " + driver.current_url + ": " + type(error).__name__)
-    print("screenshot: " + screenshot)
-    print("page source: " + os.path.join(work_dir, "failure.html"))
+    chromium.keep_failure(driver, work_dir, error)
     sys.exit(1)
 finally:
     driver.quit()

@@ -15,11 +15,12 @@ from scripts/lib/common.sh's REQUIRED_PACKAGES.
 import http.server
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chromium  # noqa: E402  (beside this script)
 import threading
 import urllib.parse
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -45,16 +46,7 @@ callback = urllib.parse.urlsplit(redirect_uri)
 server = http.server.ThreadingHTTPServer(("127.0.0.1", callback.port), Callback)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for argument in [
-    "--headless=new",
-    "--no-sandbox",  # as root
-    "--disable-dev-shm-usage",
-    "--user-data-dir=" + os.path.join(work_dir, "profile"),
-]:
-    options.add_argument(argument)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+driver = chromium.start(work_dir)
 try:
     driver.get(authorize_url)
     driver.find_element(By.NAME, "username").send_keys(os.environ["SIGNIN_EMAIL"])
@@ -65,13 +57,7 @@ try:
     for path in received:
         print("RECEIVED " + path)
 except Exception as error:  # any failure: keep what the browser shows
-    screenshot = os.path.join(work_dir, "failure.png")
-    driver.save_screenshot(screenshot)
-    with open(os.path.join(work_dir, "failure.html"), "w") as page:
-        page.write(driver.page_source)
-    print("browser stopped at " + driver.current_url + ": " + type(error).__name__)
-    print("screenshot: " + screenshot)
-    print("page source: " + os.path.join(work_dir, "failure.html"))
+    chromium.keep_failure(driver, work_dir, error)
     sys.exit(1)
 finally:
     driver.quit()

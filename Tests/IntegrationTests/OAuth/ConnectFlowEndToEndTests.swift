@@ -140,7 +140,7 @@ import Testing
                         work,
                     ],
                     environment: [
-                        "PATH": "/usr/bin:/bin", "HOME": work,
+                        "PATH": "/usr/bin:/bin", "HOME": work, "PYTHONDONTWRITEBYTECODE": "1",
                         "SESSION_TOKEN": TestEnvironment.token(subject: firm.admin.uuidString),
                         "SIGNIN_EMAIL": SmokeballSandbox.email, "SIGNIN_PASSWORD": SmokeballSandbox.password,
                     ])

@@ -205,6 +205,14 @@ struct ConnectionFlow {
         return counters.jsonObject["total"] as? Int ?? -1
     }
 
+    /// Refreshes the partner asked the sandbox for so far (its request log).
+    func refreshRequests() throws -> Int {
+        let counters = try sandbox.service.send(
+            "GET", "/_sandbox/counters?client_id=\(SmokeballSandbox.clientID)&path=/oauth2/token", base: sandbox.url)
+        try #require(counters.status == 200)
+        return (counters.jsonObject["by_grant_type"] as? [String: Any])?["refresh_token"] as? Int ?? 0
+    }
+
     /// Tokens the sandbox has issued to the partner so far.
     func issuedTokens() throws -> Int64 {
         try Connection(url: sandbox.store.url).execute(
