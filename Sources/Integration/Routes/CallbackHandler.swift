@@ -68,6 +68,9 @@ public struct CallbackHandler: DatabaseHandler {
         case smokeballUnavailable = "smokeball_unavailable"
         /// The Smokeball account is connected to another CaseHug firm.
         case accountInUse = "account_in_use"
+        /// The firm is connected to another Smokeball account: disconnect it first, so that its
+        /// links and history are never mixed with a second account's ids.
+        case differentAccount = "different_account"
         /// This server has no Smokeball credentials.
         case notConfigured = "not_configured"
         /// Our database could not be reached.
@@ -239,6 +242,11 @@ public struct CallbackHandler: DatabaseHandler {
                 // Between connect and now the admin may have left the firm or lost the role.
                 guard caller.firmID == state.firmID, caller.isFirmAdmin else { throw Reason.invalidState }
                 let firm = caller.firmID
+                if let connected = try connection.execute(Self.connectedAccount).first?.optionalString(
+                    "smokeball_account_id"), connected != accountID
+                {
+                    throw Reason.differentAccount
+                }
                 func seal(_ value: String, _ column: TokenVault.Column) throws -> [UInt8] {
                     try vault.seal(value, firmID: firm, platform: "smokeball", column: column)
                 }
@@ -267,6 +275,13 @@ public struct CallbackHandler: DatabaseHandler {
             throw .tokenExchangeFailed
         }
     }
+
+    /// The account the firm is connected to now (locked until the upsert decides).
+    static let connectedAccount = """
+        SELECT smokeball_account_id FROM firm_integrations
+        WHERE firm_id = app_current_firm() AND platform = 'smokeball' AND is_active AND access_token IS NOT NULL
+        FOR UPDATE
+        """
 
     /// A reconnect replaces tokens, key and account details and clears what an earlier failure
     /// left (the reconnect reason, refresh back-off); settings, links and history stay. The

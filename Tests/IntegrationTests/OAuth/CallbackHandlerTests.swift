@@ -234,6 +234,34 @@ import Testing
         }
     }
 
+    @Test("a firm connected to one Smokeball account is refused another until it disconnects")
+    func differentAccount() throws {
+        try ConnectionFlow.with { flow in
+            try flow.connectFirm()
+            let other = try flow.sandbox.service.send(
+                "POST", "/_sandbox/accounts",
+                body: SmokeballSandbox.json([
+                    "name": "Other Account Law", "region": "US",
+                    "users": [["email": "owner@other-account.test", "password": "other-account-password"]],
+                ]), contentType: "application/json", base: flow.sandbox.url)
+            try #require(other.status == 201)
+            let otherAccount = try #require(other.jsonObject["id"] as? String)
+            let current = flow
+            func signIn() throws -> [String: String] {
+                try current.sandbox.signIn(
+                    authorizeURL: try current.start(), email: "owner@other-account.test",
+                    password: "other-account-password")
+            }
+            let refused = try ConnectionFlow.landing(flow.arrive(try signIn()))
+            #expect(refused == ["smokeball": "error", "reason": "different_account"])
+            #expect(
+                try #require(try flow.stored()).row.optionalString("smokeball_account_id") == flow.sandbox.accountID)
+            #expect(try flow.disconnect().status == 200)
+            #expect(try ConnectionFlow.landing(flow.arrive(try signIn()))["smokeball"] == "connected")
+            #expect(try #require(try flow.stored()).row.optionalString("smokeball_account_id") == otherAccount)
+        }
+    }
+
     @Test("the same firm reconnecting replaces tokens and key, keeps settings and updates its one subscription")
     func reconnect() throws {
         try ConnectionFlow.with { flow in
