@@ -61,6 +61,9 @@ let package = Package(
         .executableTarget(name: "pg-bench", dependencies: ["Basics", "PostgreSQL"]),
         // Floods Smokeball from one process through the shared rate limit (the rate-limit test runs several).
         .executableTarget(name: "smokeball-flood", dependencies: ["Basics", "PostgreSQL", "Smokeball"]),
+        // One upload from the document store to a Smokeball upload URL: peak RSS and throughput
+        // (scripts/bench transfer).
+        .executableTarget(name: "transfer-bench", dependencies: ["Basics", "HTTPClient", "Integration", "Smokeball"]),
 
         // What several test targets share: the scratch cluster's throwaway databases, seeded
         // generators for fuzzing.
