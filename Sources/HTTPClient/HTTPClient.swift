@@ -88,7 +88,7 @@ public final class HTTPClient {
         let buffer = TransferBuffer(limit: maxResponseBytes, file: sink)
         let code: CURLcode = withExtendedLifetime((headers, buffer, source)) {
             var setup = configure(request, headers: headers, buffer: buffer, source: source)
-            if setup == CURLE_OK, let stall { setup = configure(stall, streaming: source != nil || sink != nil) }
+            if setup == CURLE_OK, let stall { setup = configure(stall) }
             guard setup == CURLE_OK else { return setup }
             return curl_easy_perform(handle)
         }
@@ -108,10 +108,9 @@ public final class HTTPClient {
         return HTTPResponse(status: status, headers: buffer.headers, body: buffer.body)
     }
 
-    /// Applies every option for one transfer; returns the first failing setopt code.
     /// The low-speed limit, and buffers larger than libcurl's defaults (64 KiB up, 16 KiB down),
     /// which cut the number of callbacks on big files without making memory depend on the size.
-    private func configure(_ stall: StallLimit, streaming: Bool) -> CURLcode {
+    private func configure(_ stall: StallLimit) -> CURLcode {
         let options: [(CURLoption, Int)] = [
             (CURLOPT_LOW_SPEED_LIMIT, stall.bytesPerSecond), (CURLOPT_LOW_SPEED_TIME, stall.seconds),
             (CURLOPT_UPLOAD_BUFFERSIZE, Self.streamingBufferBytes), (CURLOPT_BUFFERSIZE, Self.streamingBufferBytes),
@@ -125,6 +124,7 @@ public final class HTTPClient {
 
     static let streamingBufferBytes = 512 << 10
 
+    /// Applies every option for one transfer; returns the first failing setopt code.
     private func configure(
         _ request: HTTPRequest, headers: HeaderList, buffer: TransferBuffer, source: FileSource?
     ) -> CURLcode {
