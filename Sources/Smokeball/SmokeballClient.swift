@@ -332,8 +332,9 @@ public final class SmokeballClient {
         guard !(200..<300).contains(response.status) else { return }
         let signatureMismatch = String(decoding: response.body.prefix(4096), as: UTF8.self)
             .contains("<Code>SignatureDoesNotMatch</Code>")
-        if response.status == 403 && !signatureMismatch {
-            throw UploadURLExpiredError(upstreamStatus: response.status)
+        if response.status == 403 {
+            if signatureMismatch { throw SmokeballError(.rejected, upstreamStatus: 403) }
+            throw UploadURLExpiredError(upstreamStatus: 403)
         }
         throw SmokeballError(SmokeballError.from(response, requestID: nil).code, upstreamStatus: response.status)
     }

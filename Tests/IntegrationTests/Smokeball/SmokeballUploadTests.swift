@@ -3,8 +3,9 @@ import Cryptography
 import Foundation
 import HTTPClient
 import PostgreSQL
-import Smokeball
 import Testing
+
+@testable import Smokeball
 
 @Suite(.serialized) struct SmokeballUploadTests {
     struct AddFile: Encodable { let fileName: String }
@@ -103,6 +104,31 @@ import Testing
             }
             #expect(expired?.upstreamStatus == 403)
         }
+    }
+
+    @Test("S3's 403 SignatureDoesNotMatch is a client fault (rejected), its expired-request 403 an expired URL")
+    func s3Refusals() {
+        func answer(_ code: String, _ message: String) -> HTTPResponse {
+            let xml =
+                #"<?xml version="1.0" encoding="UTF-8"?>"#
+                + "<Error><Code>\(code)</Code><Message>\(message)</Message><RequestId>4442587FB7D0A2F9</RequestId></Error>"
+            return HTTPResponse(status: 403, headers: [("Content-Type", "application/xml")], body: Array(xml.utf8))
+        }
+        let mismatch = #expect(throws: SmokeballError.self) {
+            try SmokeballClient.checkUpload(answer("SignatureDoesNotMatch", "The request signature we calculated..."))
+        }
+        #expect(mismatch?.code == .rejected && mismatch?.upstreamStatus == 403)
+        let expired = #expect(throws: UploadURLExpiredError.self) {
+            try SmokeballClient.checkUpload(answer("AccessDenied", "Request has expired"))
+        }
+        #expect(expired?.upstreamStatus == 403)
+        #expect(throws: Never.self) {
+            try SmokeballClient.checkUpload(HTTPResponse(status: 200, headers: [], body: []))
+        }
+        let unavailable = #expect(throws: SmokeballError.self) {
+            try SmokeballClient.checkUpload(HTTPResponse(status: 503, headers: [], body: []))
+        }
+        #expect(unavailable?.code == .unavailable)
     }
 
     @Test("a file that cannot be read is a local failure, not a Smokeball one, and is not retried")
