@@ -62,6 +62,9 @@ let package = Package(
         // Floods Smokeball from one process through the shared rate limit (the rate-limit test runs
         // several), or calls it once per thread through the token provider (the refresh test).
         .executableTarget(name: "smokeball-flood", dependencies: ["Basics", "Integration", "PostgreSQL", "Smokeball"]),
+        // One upload from the document store to a Smokeball upload URL: peak RSS and throughput
+        // (scripts/bench transfer).
+        .executableTarget(name: "transfer-bench", dependencies: ["Basics", "HTTPClient", "Integration", "Smokeball"]),
 
         // What several test targets share: the scratch cluster's throwaway databases, seeded
         // generators for fuzzing.

@@ -68,6 +68,8 @@ public struct HTTPResponse: Sendable {
 public struct HTTPClientError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable {
         case couldNotConnect, timedOut, tooManyRedirects, responseTooLarge, invalidURL, invalidRequest, transport
+        /// The local file of a streamed transfer could not be read or written (or shrank meanwhile).
+        case localFile
     }
 
     public var code: Kind

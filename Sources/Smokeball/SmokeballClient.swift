@@ -291,10 +291,52 @@ public final class SmokeballClient {
             method: "PUT", url: uploadURL, headers: [("Content-Type", "")], body: bytes, timeout: uploadTimeout,
             connectTimeout: connectTimeout)
         let response = try send(request, idempotent: true, requestID: nil, lane: nil)
-        guard (200..<300).contains(response.status) else {
-            throw SmokeballError(
-                SmokeballError.from(response, requestID: nil).code, upstreamStatus: response.status)
+        try Self.checkUpload(response)
+    }
+
+    /// Streams the file at `path` to a pre-signed upload URL, as `upload(_:to:)` sends bytes:
+    /// memory stays bounded whatever the size. See `upload(_:to:expiry:stall:)`.
+    public func upload(
+        fileAt path: String, to uploadURL: String, expiry: Date? = nil, stall: StallLimit = .standard
+    ) throws {
+        guard let file = FileHandle(forReadingAtPath: path) else {
+            throw HTTPClientError(code: .localFile, curlCode: 0)
         }
+        try upload(file, to: uploadURL, expiry: expiry, stall: stall)
+    }
+
+    /// Streams `file` (from its start) to a pre-signed upload URL: an empty `Content-Type`, no
+    /// Smokeball headers, no token from the rate limit, `uploadTimeout` overall and `stall` for a
+    /// transfer that stops moving. A URL past its `expiry` (Smokeball's `expiry` of the file) is
+    /// not tried; one S3 refuses as expired or used throws `UploadURLExpiredError`: ask for a new
+    /// URL. A local read failure throws `HTTPClientError.localFile`; other failures are
+    /// `SmokeballError`s.
+    public func upload(_ file: FileHandle, to uploadURL: String, expiry: Date? = nil, stall: StallLimit = .standard)
+        throws
+    {
+        if let expiry, expiry <= Date() { throw UploadURLExpiredError(upstreamStatus: nil) }
+        let request = HTTPRequest(
+            method: "PUT", url: uploadURL, headers: [("Content-Type", "")], timeout: uploadTimeout,
+            connectTimeout: connectTimeout)
+        let response = try send(request, idempotent: true, requestID: nil, lane: nil) {
+            (request: HTTPRequest) throws(HTTPClientError) -> HTTPResponse in
+            try self.http.upload(request, from: file, stall: stall)
+        }
+        try Self.checkUpload(response)
+    }
+
+    /// S3's answer to a PUT: 2xx, or a refusal. A 403 is an expired or used URL unless S3 says the
+    /// request differs from what was signed (`SignatureDoesNotMatch`: a client fault, not cured
+    /// by a new URL).
+    static func checkUpload(_ response: HTTPResponse) throws {
+        guard !(200..<300).contains(response.status) else { return }
+        let signatureMismatch = String(decoding: response.body.prefix(4096), as: UTF8.self)
+            .contains("<Code>SignatureDoesNotMatch</Code>")
+        if response.status == 403 {
+            if signatureMismatch { throw SmokeballError(.rejected, upstreamStatus: 403) }
+            throw UploadURLExpiredError(upstreamStatus: 403)
+        }
+        throw SmokeballError(SmokeballError.from(response, requestID: nil).code, upstreamStatus: response.status)
     }
 
     /// One API call with its headers, rate-limit token and retries; a non-2xx answer throws.
@@ -323,16 +365,24 @@ public final class SmokeballClient {
 
     /// Sends with the retry rules of `RetryPolicy`. `lane` nil: no rate-limit token (the auth
     /// server, pre-signed URLs). Returns the last answer, whatever its status.
-    private func send(_ request: HTTPRequest, idempotent: Bool, requestID: String?, lane: SmokeballLane?) throws
-        -> HTTPResponse
-    {
+    /// `transfer` performs one attempt (default: the in-memory `HTTPClient.send`).
+    private func send(
+        _ request: HTTPRequest, idempotent: Bool, requestID: String?, lane: SmokeballLane?,
+        transfer: ((HTTPRequest) throws(HTTPClientError) -> HTTPResponse)? = nil
+    ) throws -> HTTPResponse {
         var attempt = 1
         while true {
             if let lane, let rateLimit { try rateLimit.acquire(lane) }
             let response: HTTPResponse
             do {
-                response = try http.send(request)
+                if let transfer {
+                    response = try transfer(request)
+                } else {
+                    response = try http.send(request)
+                }
             } catch {
+                // The local file, not the network: trying again would not help.
+                if error.code == .localFile { throw error }
                 // Could not connect: nothing was sent, so any call may go again. A time-out or a
                 // dropped connection may have been processed: only idempotent calls go again.
                 let retryable = error.code == .couldNotConnect || (idempotent && error.isRetryable)

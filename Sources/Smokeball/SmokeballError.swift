@@ -105,3 +105,22 @@ public struct SmokeballError: Error, Sendable, Equatable, CustomStringConvertibl
         !text.isEmpty && text.count <= 64 && text.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || $0 == 95 }
     }
 }
+
+/// A pre-signed upload URL that no longer takes the bytes: past its `expiry`, already used, or
+/// refused by S3 as expired (403). The cure is a new URL for the same file. `upstreamStatus` is nil
+/// when the URL was not tried because its `expiry` had passed. Names no URL (its query is a
+/// credential).
+public struct UploadURLExpiredError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let code = "upload_url_expired"
+    /// What a CaseHug route answers for it (Smokeball's side refused).
+    public let httpStatus = 502
+    public var upstreamStatus: Int?
+
+    public init(upstreamStatus: Int?) {
+        self.upstreamStatus = upstreamStatus
+    }
+
+    public var description: String {
+        "UploadURLExpiredError" + (upstreamStatus.map { " (HTTP \($0))" } ?? " (past its expiry)")
+    }
+}

@@ -1,6 +1,7 @@
 import Basics
 import Foundation
 import HTTPClient
+import Integration
 import PostgreSQL
 import TestSupport
 import Testing
@@ -176,6 +177,32 @@ import Testing
         #expect(left == 0)
     }
 
+    /// Every seeded upload has a real file of its seeded size in the document store, and the
+    /// routes are told where that store is.
+    static func checkDemoDocuments(data: String, demo: [String: String]) throws {
+        let storageRoot = try #require(demo["STORAGE_ROOT"])
+        #expect(storageRoot.hasSuffix("/storage") && storageRoot.hasPrefix("/"))
+        let uploads = try Connection(url: try #require(demo["SUPERUSER_DATABASE_URL"])).execute(
+            "SELECT storage_path, size_bytes FROM uploads WHERE firm_id = $1::uuid", [demo["DEMO_FIRM_ID"]]
+        ).rows
+        #expect(uploads.count >= 6)
+        let store = DocumentStore(DocumentStoreConfiguration(location: .directory(storageRoot)))
+        for upload in uploads {
+            let path = try upload.string("storage_path")
+            let document = try store.open(path)
+            #expect(document.size == (try upload.int("size_bytes")), "\(path)")
+            let head = [UInt8](try document.file.read(upToCount: 5) ?? Data())
+            #expect(!path.hasSuffix(".pdf") || head == Array("%PDF-".utf8), "\(path)")
+        }
+        let statusPID = try String(contentsOfFile: data + "/run/pids/status.pid", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let environment = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(statusPID)/environ"))
+            .split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        // A Bool first: #expect would print the environment, secrets and all.
+        let routeHasStorageRoot = environment.contains("STORAGE_ROOT=" + storageRoot)
+        #expect(routeHasStorageRoot)
+    }
+
     @Test func scriptsRunPutsNoSecretOnAnyCommandLineAndGivesDemoEnvTheAppRole() throws {
         let data = NSTemporaryDirectory() + "casehug-run-" + ServiceDatabase.randomSuffix()
         let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/run").path
@@ -214,6 +241,8 @@ import Testing
         let app = try role(demo["DATABASE_URL"])
         #expect(app.name == "casehug_app" && !app.isSuperuser)
         #expect(try role(demo["SUPERUSER_DATABASE_URL"]).isSuperuser)
+
+        try Self.checkDemoDocuments(data: data, demo: demo)
 
         // The README's walkthrough: the connect link, the sandbox's sign-in, back to connected,
         // status shows the Smokeball firm, disconnect leaves the partner no subscription.

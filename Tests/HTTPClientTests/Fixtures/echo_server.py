@@ -5,6 +5,7 @@ Prints the TCP port as the first stdout line. Exits when stdin reaches EOF, so i
 with the test process that holds the other end of the pipe.
 """
 import base64
+import hashlib
 import json
 import os
 import socketserver
@@ -13,6 +14,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
+
+
+STORED = {}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -41,6 +45,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = dict(parse_qsl(url.query))
         length = int(self.headers.get("Content-Length") or 0)
+        if url.path.startswith("/store/"):
+            return self.store(url.path[len("/store/"):], length)
         body = self.rfile.read(length) if length else b""
         if url.path == "/echo":
             peer = self.client_address[1] if isinstance(self.client_address, tuple) else None
@@ -72,6 +78,19 @@ class Handler(BaseHTTPRequestHandler):
             while count > 0:
                 self.wfile.write(chunk[: min(count, len(chunk))])
                 count -= len(chunk)
+        elif url.path in ("/stall", "/truncate"):
+            # Half the body, then a pause (/stall) or a hang-up (/truncate) before the rest.
+            count = int(query.get("bytes", "0"))
+            self.send_response(200)
+            self.send_header("Content-Length", str(count))
+            self.end_headers()
+            self.wfile.write(b"s" * (count // 2))
+            self.wfile.flush()
+            if url.path == "/truncate":
+                self.close_connection = True
+                return
+            time.sleep(int(query.get("ms", "1000")) / 1000)
+            self.wfile.write(b"s" * (count - count // 2))
         elif url.path == "/interim":
             # A 103 Early Hints block before the final response: only the latter's headers count.
             self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n")
@@ -80,6 +99,33 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # hang up without answering
         else:
             self.reply(404, b"no such endpoint")
+
+    def store(self, key, length):
+        """PUT /store/KEY keeps the body (read in chunks, as it streams in) and answers its size,
+        SHA-256 and request headers; GET /store/KEY answers the bytes kept."""
+        if self.command == "GET":
+            data = STORED.get(key)
+            if data is None:
+                return self.reply(404, b"not stored")
+            return self.reply(200, data, [("Content-Type", "application/octet-stream")])
+        digest = hashlib.sha256()
+        chunks = []
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        STORED[key] = b"".join(chunks)
+        payload = {
+            "method": self.command,
+            "bytes": length - remaining,
+            "sha256": digest.hexdigest(),
+            "headers": [[k, v] for k, v in self.headers.items()],
+        }
+        self.reply(200, json.dumps(payload).encode(), [("Content-Type", "application/json")])
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = handle_any
 
