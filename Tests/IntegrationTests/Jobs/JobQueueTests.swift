@@ -215,7 +215,7 @@ private struct Rollback: Error {}
                     #expect(status == .pending)
                     // Between half and all of base × 2^(attempt-1).
                     let ceiling = 100 * pow(2, Double(attempt - 1))
-                    #expect(row.runAfterSeconds > ceiling / 2 - 5 && row.runAfterSeconds <= ceiling)
+                    #expect(row.runAfterSeconds > ceiling / 2 - 1 && row.runAfterSeconds <= ceiling)
                     #expect(try fixture.queue.claim(kinds: Self.kinds, leaseSeconds: 30) == nil)
                     try fixture.makeDue(id)
                 } else {
