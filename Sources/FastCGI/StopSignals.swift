@@ -27,7 +27,15 @@ public enum StopSignals {
         return fastcgi_support_install_stop_handler() == 0
     }
 
+    /// Whether a stop signal has been handled. One that arrived while blocked is handled only
+    /// inside a wait: see `checkPending`.
     public static var isRequested: Bool { fastcgi_support_stop_requested() != 0 }
+
+    /// Lets a stop signal that is pending (blocked) be handled now, and says whether a stop was
+    /// requested: for a loop that may go a while between waits.
+    public static func checkPending() -> Bool {
+        (try? wait(readable: -1, timeout: 0)) == .stopRequested || isRequested
+    }
 
     /// Waits until `fd` is readable, a stop is requested, or `timeout` seconds pass (nil: no
     /// limit). Throws the errno on failure.

@@ -55,11 +55,13 @@ public final class WorkerLoop {
 
     var kinds: [String] { handlers.keys.sorted() }
 
+    static let shortestIdleWait = 0.2
+
     /// Runs until SIGTERM/SIGINT (call `StopSignals.install()` first, as `Worker.serve` does).
     public func run() {
         var listener: Connection?
         var failures = 0
-        while !StopSignals.isRequested {
+        while !StopSignals.checkPending() {
             do {
                 if listener == nil || listener?.isConnected == false {
                     let connection = try Connection(
@@ -90,8 +92,10 @@ public final class WorkerLoop {
     /// Sleeps until a notification, the next job's due time, or a stop request.
     private func sleepUntilDue(_ listener: Connection) throws {
         let due = try queue.nextDue(kinds: kinds)
-        let timeout = min(options.maximumIdleSeconds, max(0, due ?? options.maximumIdleSeconds))
-        guard timeout > 0 else { return }
+        // A job can be due yet not claimable right now (another worker is claiming it and holds
+        // its row): wait a little rather than not at all, so a worker never spins, and a stop
+        // signal (delivered only inside the wait) always gets through.
+        let timeout = min(options.maximumIdleSeconds, max(Self.shortestIdleWait, due ?? options.maximumIdleSeconds))
         if try StopSignals.wait(readable: listener.socketDescriptor, timeout: timeout) == .readable {
             _ = try listener.notifications()
         }
