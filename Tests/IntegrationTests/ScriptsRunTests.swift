@@ -213,6 +213,9 @@ import Testing
         }
         let app = try role(demo["DATABASE_URL"])
         #expect(app.name == "casehug_app" && !app.isSuperuser)
+        // The job worker runs beside the routes as its own role.
+        let worker = try role(demo["WORKER_DATABASE_URL"])
+        #expect(worker.name == "casehug_worker" && !worker.isSuperuser)
         #expect(try role(demo["SUPERUSER_DATABASE_URL"]).isSuperuser)
 
         // The README's walkthrough: the connect link, the sandbox's sign-in, back to connected,
@@ -234,6 +237,7 @@ import Testing
         #expect(secretValues.allSatisfy { $0.count >= 16 })
         // The watcher did see the service: its routes name their sockets.
         #expect(seen.contains { $0.contains("--socket") && $0.contains(data) })
+        #expect(seen.contains { $0.contains("/worker --workers") })
         func redacted(_ line: String) -> String {
             secretValues.reduce(line) { $0.replacingOccurrences(of: $1, with: "<secret>") }
         }
