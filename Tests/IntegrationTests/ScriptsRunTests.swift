@@ -222,9 +222,14 @@ import Testing
         // status shows the Smokeball firm, disconnect leaves the partner no subscription.
         try Self.connectAndDisconnect(script: script, environment: environment, demo: demo)
 
-        // While it is up, and through its stop.
+        // While it is up, and through its stop (which stops the worker too).
+        let workerPID = try #require(
+            pid_t(
+                try String(contentsOfFile: data + "/run/pids/worker.pid", encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines)))
         watcher.scan()
         try Processes.runTool(script, ["--stop"], environment: environment)
+        #expect(Processes.hasExited(workerPID))
         let seen = watcher.stop()
         stopped = true
 

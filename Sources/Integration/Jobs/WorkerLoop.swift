@@ -101,6 +101,7 @@ public final class WorkerLoop {
         }
     }
 
+    /// Whether the process goes on claiming, or ends (asked to stop, or its job was lost).
     enum Ending { case continuing, stopped }
 
     /// Runs one claimed job to an outcome the queue records.
@@ -110,9 +111,15 @@ public final class WorkerLoop {
             "job_id": job.id.uuidString.lowercased(), "kind": job.kind, "attempt": job.attempts,
             "firm_id": job.firmID.uuidString.lowercased(),
         ]
-        guard let handler = handlers[job.kind], let done = SelfPipe() else {
+        guard let handler = handlers[job.kind] else {
             record(job, .failure(JobError(.unknownKind, "no handler for this kind", retryable: false)), fields, started)
             return .continuing
+        }
+        guard let done = SelfPipe() else {
+            // Out of descriptors: give the job back and let the supervisor start a fresh process.
+            _ = try? queue.release(job)
+            log.error("worker_failed", fields.merging(["reason": "cannot create a pipe", "errno": Int(errno)]) { $1 })
+            return .stopped
         }
         log.info("job_started", fields)
         let context = JobContext(scope: JobScope(jobID: job.id, leaseID: job.leaseID), database: work, log: log)
@@ -133,7 +140,6 @@ public final class WorkerLoop {
         thread.start()
 
         var stopDeadline: Date?
-        var leaseHeld = true
         var nextHeartbeat = Date().addingTimeInterval(options.heartbeatSeconds)
         while outcome.value == nil {
             let until = [nextHeartbeat, stopDeadline].compactMap { $0 }.min() ?? nextHeartbeat
@@ -151,18 +157,21 @@ public final class WorkerLoop {
             }
             if outcome.value != nil { break }
             if let deadline = stopDeadline, Date() >= deadline {
-                if leaseHeld {
-                    let status = try? queue.release(job)
-                    log.info("job_released", fields.merging(["status": status?.rawValue ?? "lease_lost"]) { $1 })
-                }
+                let status = try? queue.release(job)
+                log.info("job_released", fields.merging(["status": status?.rawValue ?? "lease_lost"]) { $1 })
                 // The handler's thread dies with the process; its lease is gone, so nothing it
                 // still tries under the job's scope can land.
                 return .stopped
             }
-            if leaseHeld, Date() >= nextHeartbeat {
+            if Date() >= nextHeartbeat {
                 do {
-                    leaseHeld = try queue.heartbeat(job, leaseSeconds: options.leaseSeconds, progress: context.progress)
-                    if !leaseHeld { log.warning("job_lease_lost", fields) }
+                    if try !queue.heartbeat(job, leaseSeconds: options.leaseSeconds, progress: context.progress) {
+                        // Another worker has the job now: this process ends, and its handler
+                        // with it, so the job never runs twice at once. The supervisor
+                        // replaces the process.
+                        log.warning("job_lease_lost", fields)
+                        return .stopped
+                    }
                 } catch {
                     // One missed heartbeat is survivable (the lease spans three); keep trying.
                     log.warning("job_heartbeat_failed", fields.merging(["error": String(describing: error)]) { $1 })
@@ -170,11 +179,7 @@ public final class WorkerLoop {
                 nextHeartbeat = Date().addingTimeInterval(options.heartbeatSeconds)
             }
         }
-        if leaseHeld, let result = outcome.value {
-            record(job, result, fields, started)
-        } else {
-            log.warning("job_abandoned", fields)
-        }
+        if let result = outcome.value { record(job, result, fields, started) }
         return stopDeadline == nil ? .continuing : .stopped
     }
 

@@ -114,6 +114,35 @@ final class WorkerProcess {
         }
     }
 
+    @Test func aWorkerWhoseJobWasTakenOverEndsAndIsReplaced() throws {
+        try QueueFixture.with { fixture in
+            try Self.createEventsTable(fixture)
+            let worker = try WorkerProcess(fixture, workers: 1, leaseSeconds: 3)
+            let job = try Self.enqueue(fixture, ["block_attempts": 1])
+            var holder: pid_t = 0
+            try Processes.waitFor("the job to start", timeout: 30) {
+                guard let started = try Self.events(fixture, job, "started").first else { return false }
+                holder = pid_t(started.pid)
+                return true
+            }
+            // As if its lease had lapsed and another worker had rescued the job.
+            try fixture.database.admin().execute(
+                """
+                UPDATE jobs SET lease_id = gen_random_uuid(), lease_until = now() + interval '1 hour',
+                                run_after = now() + interval '1 hour'
+                WHERE id = $1
+                """, [job])
+            try Processes.waitFor("the worker to give the job up", timeout: 30) { Processes.hasExited(holder) }
+            try Processes.waitFor("the supervisor to replace it", timeout: 30) {
+                !worker.workerPIDs.isEmpty && !worker.workerPIDs.contains(holder)
+            }
+            #expect(try fixture.status(job).status == "running")
+            #expect(try Self.events(fixture, job, "effect").isEmpty)
+            worker.terminate()
+            try worker.waitForExit()
+        }
+    }
+
     @Test func onSigtermAWorkerFinishesAShortJobAndTheSupervisorExits() throws {
         try QueueFixture.with { fixture in
             try Self.createEventsTable(fixture)
