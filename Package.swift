@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "hello", targets: ["hello"]),
         .executable(name: "hello-db", targets: ["hello-db"]),
         .executable(name: "casehug-admin", targets: ["casehug-admin"]),
+        .executable(name: "worker", targets: ["worker"]),
         .executable(name: "smokeball-sandbox", targets: ["smokeball-sandbox"]),
     ],
     targets: [
@@ -54,6 +55,8 @@ let package = Package(
         .executableTarget(name: "hello", dependencies: ["FastCGI"]),
         // The floor of a route that reads PostgreSQL: the same, after one `SELECT 1` round trip.
         .executableTarget(name: "hello-db", dependencies: ["FastCGI", "Integration", "PostgreSQL"]),
+        // The job worker (no HTTP route): pre-forked processes that run the queue's jobs.
+        .executableTarget(name: "worker", dependencies: ["Integration"]),
         // Migrations, demo seed, token minting for scripts.
         .executableTarget(name: "casehug-admin", dependencies: ["Integration"]),
         .executableTarget(name: "smokeball-sandbox", dependencies: ["FastCGI", "SmokeballSandbox"]),
@@ -69,6 +72,8 @@ let package = Package(
         // What several test targets share: the scratch cluster's throwaway databases, seeded
         // generators for fuzzing.
         .target(name: "TestSupport", dependencies: ["PostgreSQL"], path: "Tests/TestSupport"),
+        // A worker with test-only job kinds (blocking, failing, recording), for the queue's process tests.
+        .executableTarget(name: "job-test-worker", dependencies: ["Integration"], path: "Tests/JobTestWorker"),
         .testTarget(name: "BasicsTests", dependencies: ["Basics"]),
         .testTarget(name: "FastCGITests", dependencies: ["Basics", "FastCGI", "TestSupport"]),
         .testTarget(name: "PostgreSQLTests", dependencies: ["PostgreSQL", "TestSupport"]),

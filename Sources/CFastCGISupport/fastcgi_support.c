@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <time.h>
 
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -25,17 +26,44 @@ int fastcgi_support_install_stop_handler(void) {
 
 int fastcgi_support_stop_requested(void) { return stop_requested != 0; }
 
-int fastcgi_support_wait_readable(int fd) {
+int fastcgi_support_wait_readable(int fd) { return fastcgi_support_wait_readable_for(fd, -1); }
+
+int fastcgi_support_wait_readable_for(int fd, int timeout_ms) {
     sigset_t during_wait;
     if (sigprocmask(SIG_BLOCK, NULL, &during_wait) != 0) return -1;
     sigdelset(&during_wait, SIGTERM);
     sigdelset(&during_wait, SIGINT);
+    struct timespec deadline = {0, 0};
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec += 1;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
     for (;;) {
         if (stop_requested) return 0;
+        struct timespec remaining;
+        struct timespec *limit = NULL;
+        if (timeout_ms >= 0) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            remaining.tv_sec = deadline.tv_sec - now.tv_sec;
+            remaining.tv_nsec = deadline.tv_nsec - now.tv_nsec;
+            if (remaining.tv_nsec < 0) {
+                remaining.tv_sec -= 1;
+                remaining.tv_nsec += 1000000000L;
+            }
+            if (remaining.tv_sec < 0) return 2;
+            limit = &remaining;
+        }
         struct pollfd target = {.fd = fd, .events = POLLIN, .revents = 0};
-        int ready = ppoll(&target, 1, NULL, &during_wait);
+        int ready = ppoll(&target, 1, limit, &during_wait);
         if (ready > 0) return 1;
-        if (ready < 0 && errno != EINTR) return -1;
+        if (ready == 0) return 2;
+        if (errno != EINTR) return -1;
     }
 }
 

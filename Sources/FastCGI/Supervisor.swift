@@ -5,34 +5,48 @@ import Foundation
     import Glibc
 #endif
 
-/// Keeps `options.workers` worker processes alive: replaces any that die (with a back-off so a
-/// worker that crashes at start cannot spin), and on SIGTERM/SIGINT asks them to finish their
-/// request and exit, killing stragglers after `shutdownGrace`.
-final class Supervisor {
-    let options: ServerOptions
+/// Keeps `workers` worker processes alive: replaces any that die (with a back-off so a worker
+/// that crashes at start cannot spin), and on SIGTERM/SIGINT asks them to finish their work and
+/// exit, killing stragglers after `shutdownGrace`. The FastCGI routes use it, and so does the
+/// job worker (`work` is whatever a worker process does until asked to stop).
+public final class Supervisor {
+    let workers: Int
+    let startFields: [String: any Sendable]
     let log: Logger
     let work: () -> Void
-    let shutdownGrace: Int64 = 10_000_000_000
+    let shutdownGrace: Int64
     private var children: [pid_t: Int64] = [:]
     private var restartDelay: Int64 = 0
     private var nextSpawnAt: Int64 = 0
 
-    init(options: ServerOptions, log: Logger, work: @escaping () -> Void) {
-        self.options = options
+    /// `startFields` go into the `started` log line. A worker runs `work` with SIGTERM and SIGINT
+    /// blocked (see `StopSignals`), and exits when it returns.
+    public init(
+        workers: Int, shutdownGraceSeconds: Int = 10, log: Logger, startFields: [String: any Sendable] = [:],
+        work: @escaping () -> Void
+    ) {
+        self.workers = workers
+        self.shutdownGrace = Int64(shutdownGraceSeconds) * 1_000_000_000
+        self.startFields = startFields
         self.log = log
         self.work = work
     }
 
+    convenience init(options: ServerOptions, log: Logger, work: @escaping () -> Void) {
+        self.init(
+            workers: options.workers, log: log, startFields: ["socket": options.socketPath ?? "fd0"], work: work)
+    }
+
     /// Serves until SIGTERM/SIGINT; returns the process's exit status (non-zero when forking a
     /// worker was unsafe).
-    func run() -> Int32 {
+    public func run() -> Int32 {
         var watched = sigset_t()
         sigemptyset(&watched)
         for signal in [SIGTERM, SIGINT, SIGCHLD] { sigaddset(&watched, signal) }
         // Blocked signals stay pending for sigtimedwait below; children inherit the mask and
         // unblock what they handle, so no signal is lost between fork and handler setup.
         sigprocmask(SIG_BLOCK, &watched, nil)
-        log.info("started", ["workers": options.workers, "socket": options.socketPath ?? "fd0"])
+        log.info("started", startFields.merging(["workers": workers]) { $1 })
         var status: Int32 = 0
         while true {
             if let reason = spawnMissing() {
@@ -50,12 +64,12 @@ final class Supervisor {
         return status
     }
 
-    /// Forks workers up to `options.workers`. Returns why forking is unsafe when a registered
+    /// Forks workers up to `workers`. Returns why forking is unsafe when a registered
     /// `ForkSafety` check says so; nothing is forked then.
     private func spawnMissing() -> String? {
         let now = monotonicNanoseconds()
         guard now >= nextSpawnAt else { return nil }
-        while children.count < options.workers {
+        while children.count < workers {
             if let reason = ForkSafety.unsafeReason() { return reason }
             let supervisorPID = getpid()
             let pid = fork()

@@ -14,6 +14,8 @@ public final class Connection {
     /// Set when a pipeline could not be wound down (its connection died mid-way), or when the
     /// server dropped a cached plan: the session is in an unknown state and must not be reused.
     var isPoisoned = false
+    /// Notifications read from the socket but not yet handed out (see `waitForNotification`).
+    var pendingNotifications: [Notification] = []
 
     /// Connects from a libpq URI or keyword string (`postgresql://user:pw@host:port/db`).
     /// `options` are sent with the startup packet; with `.direct` (the default) there are no

@@ -17,6 +17,7 @@ import Testing
         ("oauth_states", "firm_id", "redirect_after"),
         ("smokeball_webhook_events", "firm_id", "event_type"),
         ("integration_sync_logs", "firm_id", "action"),
+        ("jobs", "firm_id", "kind"),
     ]
 
     struct TwoFirms {
@@ -66,6 +67,7 @@ import Testing
                     INSERT INTO integration_sync_logs (firm_id, integration_id, matter_id, upload_id, action, status)
                     VALUES ($1, $2, $3, $4, 'sync_matter', 'success')
                     """, [firm, integration, matter, upload])
+                try connection.execute("SELECT app_enqueue_job('sync_matter', $1)", [matter.uuidString])
             }
         }
         return TwoFirms(firmA: firmA, firmB: firmB, userA: userA, userB: userB)

@@ -240,6 +240,9 @@ import Testing
         }
         let app = try role(demo["DATABASE_URL"])
         #expect(app.name == "casehug_app" && !app.isSuperuser)
+        // The job worker runs beside the routes as its own role.
+        let worker = try role(demo["WORKER_DATABASE_URL"])
+        #expect(worker.name == "casehug_worker" && !worker.isSuperuser)
         #expect(try role(demo["SUPERUSER_DATABASE_URL"]).isSuperuser)
 
         try Self.checkDemoDocuments(data: data, demo: demo)
@@ -248,9 +251,14 @@ import Testing
         // status shows the Smokeball firm, disconnect leaves the partner no subscription.
         try Self.connectAndDisconnect(script: script, environment: environment, demo: demo)
 
-        // While it is up, and through its stop.
+        // While it is up, and through its stop (which stops the worker too).
+        let workerPID = try #require(
+            pid_t(
+                try String(contentsOfFile: data + "/run/pids/worker.pid", encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines)))
         watcher.scan()
         try Processes.runTool(script, ["--stop"], environment: environment)
+        #expect(Processes.hasExited(workerPID))
         let seen = watcher.stop()
         stopped = true
 
@@ -263,6 +271,7 @@ import Testing
         #expect(secretValues.allSatisfy { $0.count >= 16 })
         // The watcher did see the service: its routes name their sockets.
         #expect(seen.contains { $0.contains("--socket") && $0.contains(data) })
+        #expect(seen.contains { $0.contains("/worker --workers") })
         func redacted(_ line: String) -> String {
             secretValues.reduce(line) { $0.replacingOccurrences(of: $1, with: "<secret>") }
         }

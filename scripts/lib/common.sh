@@ -96,7 +96,7 @@ ensure_secrets() {
     fi
     chmod 0600 "${file}"
     for key in CASEHUG_JWT_SECRET TOKEN_ENCRYPTION_KEY PG_SUPERUSER_PASSWORD APP_DB_PASSWORD \
-        SANDBOX_CLIENT_SECRET SANDBOX_API_KEY SANDBOX_USER_PASSWORD SANDBOX_DB_PASSWORD; do
+        SANDBOX_CLIENT_SECRET SANDBOX_API_KEY SANDBOX_USER_PASSWORD SANDBOX_DB_PASSWORD WORKER_DB_PASSWORD; do
         if grep -q "^${key}=" "${file}"; then
             continue
         fi
@@ -417,10 +417,12 @@ stop_pidfile() {
     [[ ${pid} =~ ^[0-9]+$ ]] || return 0
     kill -0 "${pid}" 2>/dev/null || return 0
     # Never signal a recycled pid: a route's command line names its socket (the sandbox's
-    # webhook dispatcher, which has none, is `smokeball-sandbox deliver`).
+    # webhook dispatcher, which has none, is `smokeball-sandbox deliver`; the job worker, which
+    # has none either, is `.../worker --workers N`).
     local cmdline
     cmdline=$(tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null) || return 0
-    [[ ${cmdline} == *--socket* || ${cmdline} == *"smokeball-sandbox deliver"* ]] || return 0
+    [[ ${cmdline} == *--socket* || ${cmdline} == *"smokeball-sandbox deliver"* ||
+        ${cmdline} == */worker\ --workers* ]] || return 0
     kill -TERM "${pid}" 2>/dev/null || return 0
     local deadline=$((SECONDS + 15))
     while kill -0 "${pid}" 2>/dev/null; do

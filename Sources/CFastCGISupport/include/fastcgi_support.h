@@ -15,6 +15,11 @@ int fastcgi_support_stop_requested(void);
 /// the wait. Returns 1 when readable, 0 when a stop was requested, -1 with errno on failure.
 int fastcgi_support_wait_readable(int fd);
 
+/// `fastcgi_support_wait_readable` with a limit: waits at most `timeout_ms` milliseconds (-1:
+/// no limit). Returns 1 when readable, 0 when a stop was requested, 2 when the time ran out, -1
+/// with errno on failure.
+int fastcgi_support_wait_readable_for(int fd, int timeout_ms);
+
 /// `prctl(PR_SET_PDEATHSIG, signal)` (variadic, so not callable from Swift). Returns 0, or -1.
 int fastcgi_support_set_parent_death_signal(int signal);
 

@@ -32,6 +32,7 @@ enum TestEnvironment {
     /// The HS256 secret test tokens are signed with (the service under test gets the same).
     static let jwtSecret = "integration-test-secret-0123456789abcdef-XYZ"
     static let appPassword = "integration-test-app-password-9f8e7d"
+    static let workerPassword = "integration-test-worker-password-4c3b2a"
 
     static func token(
         subject: String, expiresIn: Int64 = 600, secret: String = jwtSecret, extra: [String: Any] = [:]
@@ -60,6 +61,11 @@ struct ServiceDatabase: Sendable {
         TestEnvironment.databaseURL(
             TestEnvironment.adminURL, database: name, user: "casehug_app", password: TestEnvironment.appPassword)
     }
+    /// The job worker's role (migration 030).
+    var workerURL: String {
+        TestEnvironment.databaseURL(
+            TestEnvironment.adminURL, database: name, user: "casehug_worker", password: TestEnvironment.workerPassword)
+    }
 
     static func create() throws -> ServiceDatabase {
         ServiceDatabase(
@@ -67,11 +73,15 @@ struct ServiceDatabase: Sendable {
                 try Migrator(directory: TestEnvironment.migrationsDirectory).apply(on: connection)
                 try SchemaOwnership.verify(connection, owner: "casehug_owner")
                 // As casehug-admin does it: the server gets the SCRAM verifier, not the password.
-                let verifier = try connection.scramHashedPassword(TestEnvironment.appPassword, user: "casehug_app")
-                let statement = try connection.execute(
-                    "SELECT format('ALTER ROLE casehug_app LOGIN PASSWORD %L', $1::text) AS sql", [verifier]
-                ).single().string("sql")
-                try connection.executeScript(statement)
+                for (role, password) in [
+                    ("casehug_app", TestEnvironment.appPassword), ("casehug_worker", TestEnvironment.workerPassword),
+                ] {
+                    let verifier = try connection.scramHashedPassword(password, user: role)
+                    let statement = try connection.execute(
+                        "SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', $1::text, $2::text) AS sql", [role, verifier]
+                    ).single().string("sql")
+                    try connection.executeScript(statement)
+                }
             })
     }
 

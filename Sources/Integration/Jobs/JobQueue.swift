@@ -1,0 +1,146 @@
+import Foundation
+import PostgreSQL
+
+/// The job queue (migration 030). Enqueueing, retrying and reading happen in the caller's own
+/// transaction, bound to its firm (`Tenancy.enter`, a `JobScope`, ...): `enqueue` inside the
+/// transaction that makes the change, so the job exists exactly when the change does. Claiming
+/// and reporting are the worker's (`casehug_worker` role): each is one short transaction.
+public struct JobQueue: Sendable {
+    /// The channel every enqueue and requeue notifies.
+    public static let channel = "casehug_jobs"
+
+    /// The worker's database (the `casehug_worker` role).
+    public let database: Database
+
+    public init(database: Database) {
+        self.database = database
+    }
+
+    // MARK: In the caller's transaction
+
+    /// Enqueues a job for the transaction's firm and returns the id of the pending job that will
+    /// run it: a new one, or the pending job with the same `kind` and `key`, which absorbs this
+    /// enqueue (the more urgent priority, the earlier `runAfter` and this payload win).
+    @discardableResult
+    public static func enqueue(
+        _ connection: Connection, kind: String, key: String?, payload: some Encodable = [String: String](),
+        priority: Job.Priority = .automatic, runAfter: Date? = nil, maxAttempts: Int = 5
+    ) throws -> UUID {
+        let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
+        return try connection.execute(
+            """
+            SELECT app_enqueue_job($1, $2, $3::jsonb, $4::smallint, $5::timestamptz, $6::integer) AS id
+            """,
+            [kind, key, SQLValue.json(json), priority.rawValue, runAfter, maxAttempts]
+        ).single().uuid("id")
+    }
+
+    /// Makes a dead job of the transaction's firm pending again with its attempts reset. Returns
+    /// the id of the pending job that will do the work (this one, or one that superseded it);
+    /// nil for an unknown job, another firm's, or one that is not dead.
+    public static func retry(_ connection: Connection, jobID: UUID) throws -> UUID? {
+        try connection.execute("SELECT app_retry_job($1::uuid) AS id", [jobID]).single().optionalUUID("id")
+    }
+
+    /// One job of the transaction's firm; nil when there is none with this id (or it is another firm's).
+    public static func read(_ connection: Connection, jobID: UUID) throws -> JobRecord? {
+        try connection.execute(
+            "SELECT \(JobRecord.columns) FROM jobs WHERE id = $1 AND firm_id = app_current_firm()", [jobID]
+        ).first.map(JobRecord.init(row:))
+    }
+
+    // MARK: The worker's
+
+    /// Claims the most urgent due job of `kinds` (or a running one whose lease lapsed) with a
+    /// lease of `leaseSeconds`; nil when none is due.
+    public func claim(kinds: [String], leaseSeconds: Double) throws -> Job? {
+        try database.transaction { connection in
+            try connection.execute(
+                """
+                SELECT id, firm_id, kind, key, priority, payload, attempts, max_attempts, lease_id, lease_until,
+                       created_by, created_at
+                FROM app_claim_job($1::float8, string_to_array($2, ','))
+                """,
+                [leaseSeconds, try Self.kindList(kinds)]
+            ).first.map(Job.init(row:))
+        }
+    }
+
+    /// When the next job of `kinds` falls due (a pending job's `run_after`, a running one's lease
+    /// end), as a delay from now; nil when there is no such job.
+    public func nextDue(kinds: [String]) throws -> TimeInterval? {
+        let row = try database.transaction { connection in
+            try connection.execute(
+                "SELECT extract(epoch FROM app_next_job_due(string_to_array($1, ',')) - clock_timestamp())::float8 AS s",
+                [try Self.kindList(kinds)]
+            ).single()
+        }
+        return try row.isNull("s") ? nil : try row.double("s")
+    }
+
+    /// Extends the lease and records `progress`. False when the lease is no longer this worker's.
+    public func heartbeat(_ job: Job, leaseSeconds: Double, progress: JobProgress?) throws -> Bool {
+        try database.transaction { connection in
+            try connection.execute(
+                "SELECT app_heartbeat_job($1::uuid, $2::uuid, $3::float8, $4::int, $5::int, $6::int) AS held",
+                [job.id, job.leaseID, leaseSeconds, progress?.done, progress?.total, progress?.failed]
+            ).single().bool("held")
+        }
+    }
+
+    /// Records success with the result's JSON. False when the lease is no longer this worker's.
+    public func finish(_ job: Job, resultJSON: String?) throws -> Bool {
+        try database.transaction { connection in
+            try connection.execute(
+                "SELECT app_finish_job($1::uuid, $2::uuid, $3::jsonb) AS held",
+                [job.id, job.leaseID, resultJSON.map(SQLValue.json) ?? .null]
+            ).single().bool("held")
+        }
+    }
+
+    /// Records a failure: back to pending after a jittered exponential back-off while attempts
+    /// remain and the error is retryable, else dead. Returns the job's new status; nil when the
+    /// lease is no longer this worker's.
+    public func fail(_ job: Job, error: JobError, backoff: JobBackoff) throws -> Job.Status? {
+        try database.transaction { connection in
+            try connection.execute(
+                "SELECT app_fail_job($1::uuid, $2::uuid, $3, $4, $5::float8, $6::float8) AS status",
+                [job.id, job.leaseID, error.description, error.retryable, backoff.baseSeconds, backoff.capSeconds]
+            ).single().optionalString("status").flatMap(Job.Status.init(rawValue:))
+        }
+    }
+
+    /// Gives the job back to the queue without spending an attempt. Returns its new status;
+    /// nil when the lease is no longer this worker's.
+    public func release(_ job: Job) throws -> Job.Status? {
+        try database.transaction { connection in
+            try connection.execute(
+                "SELECT app_release_job($1::uuid, $2::uuid) AS status", [job.id, job.leaseID]
+            ).single().optionalString("status").flatMap(Job.Status.init(rawValue:))
+        }
+    }
+
+    /// Kinds travel as one comma-separated text (no array parameters here); each is checked
+    /// against the kind pattern, so none can contain a comma.
+    static func kindList(_ kinds: [String]) throws -> String {
+        for kind in kinds where kind.range(of: "^[a-z][a-z0-9_]{1,63}$", options: .regularExpression) == nil {
+            throw JobError(.unknownKind, "a job kind must match ^[a-z][a-z0-9_]{1,63}$", retryable: false)
+        }
+        return kinds.joined(separator: ",")
+    }
+}
+
+/// The retry delay after the n-th failed attempt: `baseSeconds` doubled per attempt spent, at
+/// most `capSeconds`, then a random point between half and all of it (so retries of jobs that
+/// failed together spread out).
+public struct JobBackoff: Sendable, Equatable {
+    public var baseSeconds: Double
+    public var capSeconds: Double
+
+    public init(baseSeconds: Double = 5, capSeconds: Double = 3600) {
+        self.baseSeconds = baseSeconds
+        self.capSeconds = capSeconds
+    }
+
+    public static let standard = JobBackoff()
+}

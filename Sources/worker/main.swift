@@ -1,0 +1,4 @@
+import Integration
+
+// The job kinds this worker runs; the sync handlers join this list.
+Worker.serve { [] }

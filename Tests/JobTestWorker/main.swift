@@ -1,0 +1,58 @@
+import Foundation
+import Integration
+import PostgreSQL
+
+/// `test_record`: what the queue's process tests need a job to do. Every attempt writes a
+/// `started` event, then (per the payload) blocks for good, sleeps, or fails; an attempt that
+/// gets through writes one `effect` event. Events go to `job_test_events`, a table the test
+/// creates, under the job's scope, so a write after the lease was lost fails.
+struct RecordingHandler: JobHandler {
+    struct Payload: Decodable {
+        /// Attempts up to this number block until the process dies.
+        var blockAttempts: Int?
+        var sleepMilliseconds: Int?
+        /// Attempts up to this number fail.
+        var failAttempts: Int?
+        var failRetryable: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case blockAttempts = "block_attempts"
+            case sleepMilliseconds = "sleep_ms"
+            case failAttempts = "fail_attempts"
+            case failRetryable = "fail_retryable"
+        }
+    }
+
+    struct Result: Encodable {
+        let attempt: Int
+    }
+
+    let kind = "test_record"
+
+    func run(_ job: Job, _ context: JobContext) throws -> (any Encodable & Sendable)? {
+        let payload = try job.payload(Payload.self)
+        try event("started", job, context)
+        if job.attempts <= payload.blockAttempts ?? 0 {
+            while true { sleep(60) }
+        }
+        if let milliseconds = payload.sleepMilliseconds { usleep(UInt32(milliseconds) * 1000) }
+        if job.attempts <= payload.failAttempts ?? 0 {
+            throw JobError(
+                JobError.Code(rawValue: "test_failure"), "attempt \(job.attempts) failed on purpose",
+                retryable: payload.failRetryable ?? true)
+        }
+        try event("effect", job, context)
+        return Result(attempt: job.attempts)
+    }
+
+    private func event(_ name: String, _ job: Job, _ context: JobContext) throws {
+        try context.database.transaction { connection in
+            _ = try context.scope.enter(connection)
+            try connection.execute(
+                "INSERT INTO job_test_events (job_id, attempt, event, pid) VALUES ($1, $2, $3, $4)",
+                [job.id, job.attempts, name, Int(getpid())])
+        }
+    }
+}
+
+Worker.serve { [RecordingHandler()] }
