@@ -1,4 +1,4 @@
 import Integration
 
-// The job kinds this worker runs; the sync handlers join this list.
-Worker.serve { [] }
+// The job kinds this worker runs (JobKinds); the sync handlers join that list.
+Worker.serve { try JobKinds.all() }

@@ -77,6 +77,21 @@ public struct Configuration: Sendable {
         return configuration
     }
 
+    /// The token keys alone, for a process that seals but authenticates no one (the worker has
+    /// no `CASEHUG_JWT_SECRET`): `TOKEN_ENCRYPTION_KEY` (required), `_ID` and `TOKEN_ENCRYPTION_KEYS`.
+    public static func tokenKeys(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws(ConfigurationError) -> (key: [UInt8], id: UInt8, oldKeys: [UInt8: [UInt8]])
+    {
+        guard let encoded = environment["TOKEN_ENCRYPTION_KEY"], !encoded.isEmpty else {
+            throw ConfigurationError(variable: "TOKEN_ENCRYPTION_KEY", problem: "is not set")
+        }
+        guard let key = aes256Key(encoded) else {
+            throw ConfigurationError(variable: "TOKEN_ENCRYPTION_KEY", problem: "must be base64 of exactly 32 bytes")
+        }
+        let (id, oldKeys) = try tokenKeyRing(environment, currentKey: key)
+        return (key, id, oldKeys)
+    }
+
     /// `TOKEN_ENCRYPTION_KEY_ID` and `TOKEN_ENCRYPTION_KEYS`. Messages name the variable, and an
     /// entry by its position or parsed id, never by its text: a malformed entry may hold key bytes.
     private static func tokenKeyRing(_ environment: [String: String], currentKey: [UInt8]?) throws(ConfigurationError)

@@ -25,23 +25,36 @@ public struct OAuthRedirects: Sendable, Equatable {
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
         throws(ConfigurationError) -> OAuthRedirects
     {
-        func url(_ variable: String) throws(ConfigurationError) -> String? {
-            guard let text = environment[variable], !text.isEmpty else { return nil }
-            guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
-                scheme == "https" || scheme == "http", components.host?.isEmpty == false, components.fragment == nil
-            else { throw ConfigurationError(variable: variable, problem: "must be an absolute http(s) URL") }
-            return text
-        }
-        let site = try url("SITE_URL").map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
-        guard let redirect = try url("SMOKEBALL_REDIRECT_URI") ?? site.map({ $0 + callbackPath }) else {
+        let site = try siteURL(environment)
+        guard let redirect = try url("SMOKEBALL_REDIRECT_URI", environment) ?? site.map({ $0 + callbackPath }) else {
             throw ConfigurationError(variable: "SITE_URL", problem: "is not set (nor SMOKEBALL_REDIRECT_URI)")
         }
-        guard let back = try url("SMOKEBALL_RETURN_URL") ?? site.map({ $0 + returnPath }) else {
+        guard let back = try url("SMOKEBALL_RETURN_URL", environment) ?? site.map({ $0 + returnPath }) else {
             throw ConfigurationError(variable: "SITE_URL", problem: "is not set (nor SMOKEBALL_RETURN_URL)")
         }
-        guard let webhooks = try url("SMOKEBALL_WEBHOOK_URL") ?? site.map({ $0 + webhookPath }) else {
+        return OAuthRedirects(redirectURI: redirect, returnURL: back, webhookURL: try webhookURL(environment))
+    }
+
+    /// Only the webhook address (the worker needs no browser redirects).
+    public static func webhookURL(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws(ConfigurationError) -> String
+    {
+        let site = try siteURL(environment)
+        guard let webhooks = try url("SMOKEBALL_WEBHOOK_URL", environment) ?? site.map({ $0 + webhookPath }) else {
             throw ConfigurationError(variable: "SITE_URL", problem: "is not set (nor SMOKEBALL_WEBHOOK_URL)")
         }
-        return OAuthRedirects(redirectURI: redirect, returnURL: back, webhookURL: webhooks)
+        return webhooks
+    }
+
+    static func siteURL(_ environment: [String: String]) throws(ConfigurationError) -> String? {
+        try url("SITE_URL", environment).map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+    }
+
+    static func url(_ variable: String, _ environment: [String: String]) throws(ConfigurationError) -> String? {
+        guard let text = environment[variable], !text.isEmpty else { return nil }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            scheme == "https" || scheme == "http", components.host?.isEmpty == false, components.fragment == nil
+        else { throw ConfigurationError(variable: variable, problem: "must be an absolute http(s) URL") }
+        return text
     }
 }

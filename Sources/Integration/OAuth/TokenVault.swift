@@ -48,6 +48,19 @@ public struct TokenVault: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The vault from the token key settings alone (see `Configuration.tokenKeys`).
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws(ConfigurationError) -> TokenVault
+    {
+        let keys = try Configuration.tokenKeys(environment)
+        do {
+            return try TokenVault(key: keys.key, keyID: keys.id, oldKeys: keys.oldKeys)
+        } catch {
+            throw ConfigurationError(
+                variable: "TOKEN_ENCRYPTION_KEYS", problem: "does not fit TOKEN_ENCRYPTION_KEY and its id")
+        }
+    }
+
     public var description: String { "TokenVault(<redacted>)" }
 
     public func seal(_ token: String, firmID: UUID, platform: String, column: Column) throws(CryptoError) -> [UInt8] {

@@ -127,7 +127,7 @@ public struct CallbackHandler: DatabaseHandler {
             guard let sessionUser = try? authenticator.userID(for: request, acceptingSessionCookie: true),
                 sessionUser == state.userID
             else {
-                log.warning("callback_session_mismatch", ["firm_id": state.firmID.uuidString])
+                log.warning("callback_session_mismatch", ["firm_id": state.firmID.uuidString.lowercased()])
                 throw .invalidState
             }
         }
@@ -141,7 +141,7 @@ public struct CallbackHandler: DatabaseHandler {
             verifier = try vault.open(
                 state.sealedVerifier, firmID: state.firmID, platform: "smokeball", column: .codeVerifier)
         } catch {
-            log.error("callback_verifier_unreadable", ["firm_id": state.firmID.uuidString])
+            log.error("callback_verifier_unreadable", ["firm_id": state.firmID.uuidString.lowercased()])
             throw .invalidState
         }
         let client: SmokeballClient
@@ -175,7 +175,7 @@ public struct CallbackHandler: DatabaseHandler {
             do {
                 staff = try client.staffMember(userID: userID, access: access)
             } catch {
-                log.warning("callback_staff_unreadable", ["firm_id": state.firmID.uuidString])
+                log.warning("callback_staff_unreadable", ["firm_id": state.firmID.uuidString.lowercased()])
             }
         }
         try store(
@@ -183,15 +183,25 @@ public struct CallbackHandler: DatabaseHandler {
             account: account, staff: staff, log: log)
         log.info(
             "smokeball_connected",
-            ["firm_id": state.firmID.uuidString, "region": state.region.rawValue, "account_id": accountID])
+            ["firm_id": state.firmID.uuidString.lowercased(), "region": state.region.rawValue, "account_id": accountID])
         do {
             try subscriptions.ensure(
                 enter: { try Tenancy.enter($0, userID: state.userID).firmID }, client: client, access: access)
             return Connected(firmID: state.firmID, webhooksEnsured: true)
         } catch {
+            // The worker tries again in the background (with back-off) rather than leaving the
+            // firm connected without webhooks.
+            let retried =
+                (try? database.transaction { connection in
+                    _ = try Tenancy.enter(connection, userID: state.userID)
+                    return try EnsureWebhookSubscriptionJob.enqueue(connection)
+                }) != nil
             log.error(
                 "webhook_subscription_failed",
-                ["firm_id": state.firmID.uuidString, "error": String(describing: Self.safe(error))])
+                [
+                    "firm_id": state.firmID.uuidString.lowercased(), "error": String(describing: Self.safe(error)),
+                    "retry_enqueued": retried,
+                ])
             return Connected(firmID: state.firmID, webhooksEnsured: false)
         }
     }
@@ -265,7 +275,8 @@ public struct CallbackHandler: DatabaseHandler {
             // The user is gone or has no firm any more.
             throw .invalidState
         } catch let error as DatabaseError where error.sqlState == "23505" {
-            log.warning("smokeball_account_in_use", ["firm_id": state.firmID.uuidString, "account_id": accountID])
+            log.warning(
+                "smokeball_account_in_use", ["firm_id": state.firmID.uuidString.lowercased(), "account_id": accountID])
             throw .accountInUse
         } catch let error as DatabaseError {
             log.error("callback_store_failed", ["error": error.description])

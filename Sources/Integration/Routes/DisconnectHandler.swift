@@ -106,11 +106,15 @@ public struct DisconnectHandler: DatabaseHandler {
         if !errors.isEmpty {
             context.log.warning(
                 "webhook_delete_failed",
-                ["firm_id": current.firmID.uuidString, "errors": errors.map(\.code).joined(separator: ",")])
+                [
+                    "firm_id": current.firmID.uuidString.lowercased(),
+                    "errors": errors.map(\.code).joined(separator: ","),
+                ])
         }
         if current.connected {
             context.log.info(
-                "smokeball_disconnected", ["firm_id": current.firmID.uuidString, "webhooks_deleted": deleted])
+                "smokeball_disconnected",
+                ["firm_id": current.firmID.uuidString.lowercased(), "webhooks_deleted": deleted])
         }
         return try Response.json(encoding: Answer(webhooksDeleted: deleted, webhookErrors: errors))
     }
