@@ -22,27 +22,8 @@ import Testing
             environment["TOKEN_ENCRYPTION_KEY"] = Data(ConnectionFlow.key).base64EncodedString()
             environment["SMOKEBALL_FLOOD_USER_ID"] = flow.firm.standard.uuidString
             let started = Date()
-            var running: [(Process, Pipe)] = []
-            for _ in 0..<5 {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory)
-                    .appendingPathComponent("smokeball-flood")
-                process.arguments = ["--threads", "10"]
-                process.environment = environment
-                let output = Pipe()
-                process.standardOutput = output
-                try process.run()
-                running.append((process, output))
-            }
-            var succeeded = 0
-            for (process, output) in running {
-                let data = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                #expect(process.terminationStatus == 0)
-                let summary = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-                succeeded += summary["succeeded"] as? Int ?? 0
-                #expect((summary["failures"] as? [String: Int] ?? [:]).isEmpty, "\(summary)")
-            }
+            let succeeded = try SmokeballSandbox.runFloods(
+                processes: 5, arguments: ["--threads", "10"], environment: environment)
             let refreshes = try flow.refreshRequests() - refreshesBefore
             print(
                 "token refresh across processes: 5 processes × 10 threads on an expired token -> \(refreshes) refresh(es),"

@@ -117,27 +117,9 @@ import Testing
             ])
             environment["DATABASE_URL"] = sandbox.database.appURL
             environment["SMOKEBALL_FLOOD_ACCESS_TOKEN"] = access.accessToken
-            var running: [(Process, Pipe)] = []
-            for _ in 0..<processes {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory)
-                    .appendingPathComponent("smokeball-flood")
-                process.arguments = ["--threads", String(threads), "--milliseconds", "5000"]
-                process.environment = environment
-                let output = Pipe()
-                process.standardOutput = output
-                try process.run()
-                running.append((process, output))
-            }
-            var succeeded = 0
-            for (process, output) in running {
-                let data = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                #expect(process.terminationStatus == 0)
-                let summary = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-                succeeded += summary["succeeded"] as? Int ?? 0
-                #expect((summary["failures"] as? [String: Int] ?? [:]).isEmpty, "\(summary)")
-            }
+            let succeeded = try SmokeballSandbox.runFloods(
+                processes: processes, arguments: ["--threads", String(threads), "--milliseconds", "5000"],
+                environment: environment)
 
             let log = try sandbox.requestLog().filter { $0["path"] as? String == "/firm" }
             let statuses = log.compactMap { $0["status"] as? Int }

@@ -134,6 +134,33 @@ struct SmokeballSandbox {
         try requestLog().filter { $0["request_id"] as? String == requestID }
     }
 
+    /// Runs `processes` copies of `smokeball-flood` at once with `arguments` and `environment`,
+    /// checks that each exits cleanly without failures, and returns the calls that succeeded.
+    static func runFloods(processes: Int, arguments: [String], environment: [String: String]) throws -> Int {
+        var running: [(Process, Pipe)] = []
+        for _ in 0..<processes {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory)
+                .appendingPathComponent("smokeball-flood")
+            process.arguments = arguments
+            process.environment = environment
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            running.append((process, output))
+        }
+        var succeeded = 0
+        for (process, output) in running {
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            let summary = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+            succeeded += summary["succeeded"] as? Int ?? 0
+            #expect((summary["failures"] as? [String: Int] ?? [:]).isEmpty, "\(summary)")
+        }
+        return succeeded
+    }
+
     func addFault(_ fault: [String: Any]) throws {
         let added = try service.send(
             "POST", "/_sandbox/faults", body: Self.json(fault.merging(["client_id": Self.clientID]) { $1 }),
