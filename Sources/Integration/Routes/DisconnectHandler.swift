@@ -121,15 +121,15 @@ public struct DisconnectHandler: DatabaseHandler {
 
     /// Forgets everything that lets us act for the firm at Smokeball, and who it was, and frees
     /// the account for another firm. Leases are cleared too, so a refresh or an ensure still in
-    /// flight finds its lease gone and stores nothing.
+    /// flight finds its lease gone and stores nothing (the token provider's reset, as a reconnect
+    /// uses it, clears the refresh lease, back-off and reconnect reason).
     static let forget = """
         UPDATE firm_integrations SET
             access_token = NULL, refresh_token = NULL, webhook_secret = NULL, token_expires_at = NULL,
             refresh_token_expires_at = NULL, is_active = false, smokeball_account_id = NULL,
-            account_info = '{}'::jsonb, needs_reconnect_reason = NULL, webhook_subscription_id = NULL,
-            webhook_event_types = '{}', webhook_ensured_at = NULL, webhook_ensure_lease_id = NULL,
-            webhook_ensure_lease_until = NULL, refresh_lease_id = NULL, refresh_lease_until = NULL,
-            refresh_not_before = NULL, refresh_failures = 0, updated_at = now()
+            account_info = '{}'::jsonb, webhook_subscription_id = NULL, webhook_event_types = '{}',
+            webhook_ensured_at = NULL, webhook_ensure_lease_id = NULL, webhook_ensure_lease_until = NULL,
+            updated_at = now(), \(SmokeballTokenProvider.reconnectResetAssignments)
         WHERE firm_id = app_current_firm() AND platform = 'smokeball'
         """
 }

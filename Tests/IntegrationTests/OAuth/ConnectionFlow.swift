@@ -199,18 +199,20 @@ struct ConnectionFlow {
     /// Calls the partner made to the sandbox's token endpoint so far, whatever their outcome
     /// (the sandbox's request log).
     func tokenRequests() throws -> Int {
-        let counters = try sandbox.service.send(
-            "GET", "/_sandbox/counters?client_id=\(SmokeballSandbox.clientID)&path=/oauth2/token", base: sandbox.url)
-        try #require(counters.status == 200)
-        return counters.jsonObject["total"] as? Int ?? -1
+        try tokenCounters()["total"] as? Int ?? -1
     }
 
     /// Refreshes the partner asked the sandbox for so far (its request log).
     func refreshRequests() throws -> Int {
+        (try tokenCounters()["by_grant_type"] as? [String: Any])?["refresh_token"] as? Int ?? 0
+    }
+
+    /// The sandbox's counters of the partner's token-endpoint calls.
+    func tokenCounters() throws -> [String: Any] {
         let counters = try sandbox.service.send(
             "GET", "/_sandbox/counters?client_id=\(SmokeballSandbox.clientID)&path=/oauth2/token", base: sandbox.url)
         try #require(counters.status == 200)
-        return (counters.jsonObject["by_grant_type"] as? [String: Any])?["refresh_token"] as? Int ?? 0
+        return counters.jsonObject
     }
 
     /// Tokens the sandbox has issued to the partner so far.
