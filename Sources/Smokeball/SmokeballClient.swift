@@ -245,11 +245,22 @@ public final class SmokeballClient {
     }
 
     /// A write (POST/PUT/PATCH/DELETE) whose answer is a Link: usually 202, processed later.
+    /// `requestID`: the `RequestId` to send (one recorded in a durable intent before the call);
+    /// nil for a fresh one.
     public func write(
         _ method: String, _ path: String, body: some Encodable, access: SmokeballAccess,
-        lane: SmokeballLane = .interactive
+        lane: SmokeballLane = .interactive, requestID: String? = nil
     ) throws -> SmokeballResult<Accepted> {
-        accepted(try call(method, path, body: try encode(body), access: access, lane: lane))
+        accepted(try call(method, path, body: try encode(body), access: access, lane: lane, requestID: requestID))
+    }
+
+    /// A write whose answer is a JSON body (`POST .../documents/files` answers `UploadFileInfo`).
+    public func write<Value: Decodable & Sendable>(
+        _ method: String, _ path: String, body: some Encodable, access: SmokeballAccess,
+        lane: SmokeballLane = .interactive, requestID: String? = nil, as type: Value.Type
+    ) throws -> SmokeballResult<Value> {
+        try decoded(
+            try call(method, path, body: try encode(body), access: access, lane: lane, requestID: requestID))
     }
 
     /// Follows `offset`/`limit` from the first page to the last, handing each page's items to
@@ -340,14 +351,15 @@ public final class SmokeballClient {
     }
 
     /// One API call with its headers, rate-limit token and retries; a non-2xx answer throws.
+    /// `requestID` nil: a fresh `RequestId`.
     public func call(
         _ method: String, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil,
-        access: SmokeballAccess, lane: SmokeballLane = .interactive
+        access: SmokeballAccess, lane: SmokeballLane = .interactive, requestID: String? = nil
     ) throws -> (response: HTTPResponse, requestID: String) {
         var url = endpoints.apiBaseURL
         if let account = access.accountID { url += "/" + PercentEncoding.encode(account) }
         url = URLQuery.build(base: url + path, query)
-        let requestID = UUID().uuidString.lowercased()
+        let requestID = requestID ?? UUID().uuidString.lowercased()
         var headers = [
             ("x-api-key", credentials.apiKey), ("Authorization", "Bearer " + access.accessToken),
             ("RequestId", requestID), ("Accept", "application/json"),
