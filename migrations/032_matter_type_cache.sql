@@ -1,11 +1,14 @@
 -- 032: each firm's Smokeball matter types (issue #12), cached for a day in the database so
 -- every worker process shares one copy: resolving a matter type costs no request while the
--- row is fresh. One row per firm: the location the types were fetched for, the Smokeball
--- firm's own state (GET /firm) when that is where the location came from, and the types
--- (id, name, category, type, representativeOptions) as fetched. Owned by casehug_owner, under
+-- row is fresh. One row per firm: the Smokeball account and the location the types were
+-- fetched for, the Smokeball firm's own state (GET /firm) when that is where the location came
+-- from, and the types (id, name, category, type, representativeOptions) as fetched. Owned by casehug_owner, under
 -- the same forced row-level security as the rest.
 CREATE TABLE smokeball_matter_type_cache (
     firm_id uuid PRIMARY KEY REFERENCES firms (id) ON DELETE CASCADE,
+    -- firm_integrations.smokeball_account_id when fetched: a firm that reconnects to another
+    -- Smokeball account has other types (and ids), so the row no longer serves it.
+    smokeball_account_id text,
     location text NOT NULL CHECK (octet_length(location) BETWEEN 1 AND 100),
     -- NULL when the location came from the `location` setting (the firm's state was not asked).
     firm_location text CHECK (octet_length(firm_location) BETWEEN 1 AND 100),

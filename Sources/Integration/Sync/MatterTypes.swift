@@ -17,8 +17,8 @@ import Smokeball
 /// cached in `smokeball_matter_type_cache` (migration 032) so every worker process shares them:
 /// a resolve while the row is fresh costs no request. The location is the `location` setting,
 /// else the Smokeball firm's state (`GET /firm`). The row is refetched once it is older than
-/// `ttl`, or when it was fetched for another location than the one wanted now (the setting
-/// changed); a changed `case_type_mappings` needs no refetch, as mappings are applied to the
+/// `ttl`, when it was fetched for another location than the one wanted now (the setting
+/// changed), or for another Smokeball account (the firm reconnected elsewhere); a changed `case_type_mappings` needs no refetch, as mappings are applied to the
 /// cached types at each resolve.
 public struct MatterTypeResolver: MatterTypeResolving {
     public static let defaultTTL: TimeInterval = 24 * 3600
@@ -43,7 +43,7 @@ public struct MatterTypeResolver: MatterTypeResolving {
             return (try IntegrationSettings.current(connection), try Self.cached(connection))
         }
         let catalogue: Catalogue
-        if let cached, cached.age < ttl, cached.serves(settings.location) {
+        if let cached, cached.age < ttl, cached.sameAccount, cached.serves(settings.location) {
             catalogue = cached
         } else {
             catalogue = try fetch(location: settings.location, scope: scope, session: session)
@@ -112,6 +112,8 @@ public struct MatterTypeResolver: MatterTypeResolving {
         /// The Smokeball firm's state, when the location came from it.
         var firmLocation: String?
         var types: [CachedType]
+        /// Whether they were fetched for the Smokeball account the firm is connected to now.
+        var sameAccount: Bool
         /// Seconds since the types were fetched (by the database's clock, which every process shares).
         var age: TimeInterval
 
@@ -151,9 +153,13 @@ public struct MatterTypeResolver: MatterTypeResolving {
         guard
             let row = try connection.execute(
                 """
-                SELECT location, firm_location, types::text AS types,
-                       extract(epoch FROM now() - fetched_at)::float8 AS age
-                FROM smokeball_matter_type_cache WHERE firm_id = app_current_firm()
+                SELECT c.location, c.firm_location, c.types::text AS types,
+                       c.smokeball_account_id IS NOT DISTINCT FROM i.smokeball_account_id AS same_account,
+                       extract(epoch FROM now() - c.fetched_at)::float8 AS age
+                FROM smokeball_matter_type_cache c
+                LEFT JOIN firm_integrations i
+                    ON i.firm_id = c.firm_id AND i.platform = 'smokeball' AND i.firm_id = app_current_firm()
+                WHERE c.firm_id = app_current_firm()
                 """
             ).first
         else { return nil }
@@ -163,7 +169,7 @@ public struct MatterTypeResolver: MatterTypeResolving {
         else { return nil }
         return Catalogue(
             location: try row.string("location"), firmLocation: try row.optionalString("firm_location"),
-            types: types, age: try row.double("age"))
+            types: types, sameAccount: try row.bool("same_account"), age: try row.double("age"))
     }
 
     /// Fetches the firm's types for its location (asking Smokeball for the firm's state unless
@@ -194,14 +200,19 @@ public struct MatterTypeResolver: MatterTypeResolving {
             _ = try scope.enter(connection)
             try connection.execute(
                 """
-                INSERT INTO smokeball_matter_type_cache (firm_id, location, firm_location, types, fetched_at)
-                VALUES (app_current_firm(), $1, $2, $3::jsonb, now())
+                INSERT INTO smokeball_matter_type_cache
+                    (firm_id, smokeball_account_id, location, firm_location, types, fetched_at)
+                VALUES (
+                    app_current_firm(),
+                    (SELECT smokeball_account_id FROM firm_integrations
+                     WHERE firm_id = app_current_firm() AND platform = 'smokeball'),
+                    $1, $2, $3::jsonb, now())
                 ON CONFLICT (firm_id) DO UPDATE
-                SET location = EXCLUDED.location, firm_location = EXCLUDED.firm_location, types = EXCLUDED.types,
-                    fetched_at = EXCLUDED.fetched_at
+                SET smokeball_account_id = EXCLUDED.smokeball_account_id, location = EXCLUDED.location,
+                    firm_location = EXCLUDED.firm_location, types = EXCLUDED.types, fetched_at = EXCLUDED.fetched_at
                 WHERE smokeball_matter_type_cache.firm_id = app_current_firm()
                 """, [location, firmLocation, SQLValue.json(json)])
         }
-        return Catalogue(location: location, firmLocation: firmLocation, types: types, age: 0)
+        return Catalogue(location: location, firmLocation: firmLocation, types: types, sameAccount: true, age: 0)
     }
 }

@@ -270,6 +270,20 @@ struct MatterTypeFixture {
         }
     }
 
+    @Test func typesFetchedForAnotherSmokeballAccountAreFetchedAgain() throws {
+        try MatterTypeFixture.with { fixture in
+            _ = try fixture.resolve(Self.divorce)
+            // The firm reconnected to another Smokeball account (the sandbox's is the same one here).
+            try fixture.seed.connection.execute(
+                "UPDATE firm_integrations SET smokeball_account_id = $2 WHERE firm_id = $1",
+                [fixture.firm, UUID().uuidString.lowercased()])
+            let (_, moved) = try fixture.requests { try fixture.resolve(Self.divorce) }
+            #expect(moved == ["/firm", "/mattertypes"])
+            let (_, again) = try fixture.requests { try fixture.resolve(Self.divorce) }
+            #expect(again.isEmpty)
+        }
+    }
+
     @Test func anotherFirmCannotReadOrOverwriteAFirmsCachedTypes() throws {
         try MatterTypeFixture.with { fixture in
             _ = try fixture.resolve(Self.divorce)
