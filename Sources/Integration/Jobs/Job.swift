@@ -94,11 +94,13 @@ public struct JobRecord: Sendable, Equatable {
     public let createdBy: UUID?
     public let createdAt: Date
     public let updatedAt: Date
+    /// When its current run of attempts began (migration 034): nil until first claimed.
+    public let startedAt: Date?
     public let finishedAt: Date?
 
     static let columns = """
         id, kind, key, priority, status, progress_done, progress_total, progress_failed, attempts, max_attempts,
-        run_after, last_error, result, created_by, created_at, updated_at, finished_at
+        run_after, last_error, result, created_by, created_at, updated_at, started_at, finished_at
         """
 
     init(row: Row) throws {
@@ -118,6 +120,7 @@ public struct JobRecord: Sendable, Equatable {
         createdBy = try row.optionalUUID("created_by")
         createdAt = try row.date("created_at")
         updatedAt = try row.date("updated_at")
+        startedAt = try row.optionalDate("started_at")
         finishedAt = try row.optionalDate("finished_at")
     }
 }
