@@ -22,11 +22,14 @@ public enum JobKinds {
             rateLimit: smokeball.credentials.map {
                 PartnerRateLimit(database: database, configuration: smokeball, clientID: $0.clientID)
             }, policy: try TokenPolicy.fromEnvironment(environment), log: .init(route: "worker"))
-        return [
+        var kinds: [any JobHandler] = [
             EnsureWebhookSubscriptionJob(
                 tokens: tokens,
                 subscriptions: WebhookSubscriptions(
                     database: database, vault: vault, notificationURL: webhookURL))
         ]
+        // Automatic sync (migration 033): a linked client's changes pushed to its contact.
+        kinds.append(PushContactJob(tokens: tokens))
+        return kinds
     }
 }
