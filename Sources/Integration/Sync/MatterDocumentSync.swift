@@ -373,7 +373,7 @@ struct DocumentSyncRun {
             }
             return
         } catch let error as SmokeballError where error.code != .unauthorized {
-            deferOrFail(error)
+            deferRetry(error)
             return
         }
         if found.isUploaded == true {
@@ -474,7 +474,7 @@ struct DocumentSyncRun {
             try fail(document.upload, "the document's file could not be read", fileID: fileID)
             return
         } catch let error as SmokeballError where error.code != .unauthorized {
-            deferOrFail(error)
+            deferRetry(error)
             return
         } catch is UploadURLExpiredError {
             retryLater = retryLater ?? JobError(.failed, "a document's new upload URL expired as well")
@@ -501,7 +501,7 @@ struct DocumentSyncRun {
 
     /// A Smokeball failure of one document: worth another attempt later (the intent keeps what
     /// is known), the others going on meanwhile.
-    mutating func deferOrFail(_ error: SmokeballError) {
+    mutating func deferRetry(_ error: SmokeballError) {
         retryLater = retryLater ?? JobError(.failed, "a document could not be uploaded yet (\(error.description))")
     }
 

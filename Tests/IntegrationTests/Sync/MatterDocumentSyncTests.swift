@@ -483,6 +483,16 @@ final class DocumentsWorker {
                 "SELECT count(*) AS n FROM smokeball_sync_intents WHERE state IN ('intended', 'accepted')"
             ).single().int("n")
             #expect(open == 0)
+            // What the killed request did was found, not made again: the folder by the root's
+            // listing, the files by the folder's (one bulk create in all), an upload by its file.
+            let actions = try fixture.history().map(\.action)
+            let creates = try fixture.requests().filter { $0.hasSuffix("/documents/files/bulk") }
+            switch step {
+            case .folderCreate: #expect(actions.first == "folder.linked")
+            case .fileCreate: #expect(creates.count == 1)
+            case .upload: #expect(actions.contains("document.linked"))
+            }
+            #expect(creates.count == 1)
             // The workers' logs name no file.
             #expect(!first.logText.contains("retainer") && !second.logText.contains("retainer"))
         }
