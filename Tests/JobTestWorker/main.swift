@@ -1,6 +1,7 @@
 import Foundation
 import Integration
 import PostgreSQL
+import Smokeball
 
 /// `test_record`: what the queue's process tests need a job to do. Every attempt writes a
 /// `started` event, then (per the payload) blocks for good, sleeps, or fails; an attempt that
@@ -55,4 +56,49 @@ struct RecordingHandler: JobHandler {
     }
 }
 
-Worker.serve { [RecordingHandler()] }
+/// `test_documents`: `MatterDocumentSync` for one linked matter, as the matter sync calls it, so
+/// the documents tests can SIGKILL it mid-request. Registered only when the Smokeball settings
+/// and the token key are in the environment (with `STORAGE_ROOT`, and `DOCUMENTS_SETTLE_SECONDS`
+/// to shorten the settle time).
+struct DocumentsHandler: JobHandler {
+    struct Payload: Decodable {
+        var matterID: UUID
+        var smokeballMatterID: String
+
+        enum CodingKeys: String, CodingKey {
+            case matterID = "matter_id"
+            case smokeballMatterID = "smokeball_matter_id"
+        }
+    }
+
+    let kind = "test_documents"
+    let tokens: SmokeballTokenProvider
+    let documents: @Sendable (Database) -> MatterDocumentSync
+
+    static func fromEnvironment(_ environment: [String: String]) throws -> DocumentsHandler? {
+        guard environment["SMOKEBALL_CLIENT_ID"] != nil, let url = environment["DATABASE_URL"] else { return nil }
+        let smokeball = try SmokeballConfiguration.fromEnvironment(environment)
+        let database = Database(url: url, applicationName: "job-test-worker-smokeball")
+        let tokens = SmokeballTokenProvider(
+            database: database, vault: try TokenVault.fromEnvironment(environment), smokeball: smokeball,
+            rateLimit: smokeball.credentials.map {
+                PartnerRateLimit(database: database, configuration: smokeball, clientID: $0.clientID)
+            })
+        let store = try MatterDocumentSync.storeConfiguration(environment)
+        let settle = environment["DOCUMENTS_SETTLE_SECONDS"].flatMap(Double.init)
+        return DocumentsHandler(tokens: tokens) { MatterDocumentSync(database: $0, store: store, settleTime: settle) }
+    }
+
+    func run(_ job: Job, _ context: JobContext) throws -> (any Encodable & Sendable)? {
+        let payload = try job.payload(Payload.self)
+        return try tokens.withAccess(context.scope) { client, access in
+            try documents(context.database).sync(
+                matterID: payload.matterID, smokeballMatterID: payload.smokeballMatterID, scope: context.scope,
+                session: SmokeballSession(client: client, access: access, lane: .interactive))
+        }
+    }
+}
+
+Worker.serve {
+    [RecordingHandler()] + [try DocumentsHandler.fromEnvironment(ProcessInfo.processInfo.environment)].compactMap { $0 }
+}

@@ -62,11 +62,12 @@ public enum SyncIntents {
         ).first.map(intent(from:))
     }
 
-    /// Records a new intent with a fresh request id. Throws a unique violation when one is open
-    /// already (call `open` first, in the same transaction).
+    /// Records a new intent with a fresh request id (or `requestID`: the one several intents
+    /// share when one request creates them all, as a bulk file upload does). Throws a unique
+    /// violation when one is open already (call `open` first, in the same transaction).
     public static func begin(
         _ connection: Connection, _ resource: SyncIntent.Resource, localID: UUID, externalSystemID: String?,
-        details: [String: String] = [:]
+        details: [String: String] = [:], requestID: String? = nil
     ) throws -> SyncIntent {
         let json = String(decoding: try JSONEncoder().encode(details), as: UTF8.self)
         return try intent(
@@ -77,7 +78,7 @@ public enum SyncIntents {
                 RETURNING \(columns)
                 """,
                 [
-                    resource.rawValue, localID, UUID().uuidString.lowercased(), externalSystemID,
+                    resource.rawValue, localID, requestID ?? UUID().uuidString.lowercased(), externalSystemID,
                     SQLValue.json(json),
                 ]
             ).single())

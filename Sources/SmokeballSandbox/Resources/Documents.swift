@@ -10,6 +10,7 @@ import PostgreSQL
 ///     POST /matters/{id}/documents/files/bulk   [AddFileDto]                        → 202 [UploadFileInfo]
 ///     GET  /matters/{id}/documents/files[/{fileId}]
 ///     GET  /matters/{id}/documents/files/{fileId}/download                          → DownloadFileInfo
+///     GET  /matters/{id}/documents/files/{fileId}/upload                            → UploadFileInfo (a new URL)
 ///     POST /matters/{id}/documents/folders      {name, parentFolderId?}              → 202 Link
 ///     GET  /matters/{id}/documents/folders[/{folderId}]                              (see `Folders`)
 ///     POST /matters/{id}/memos                  {title, text}                        → 202 Link
@@ -61,6 +62,11 @@ struct Documents: APIResource {
             }
             return try Downloads(database: database, now: now).info(
                 request, matterID: matterID, fileID: fileID, caller: caller)
+        case ("GET", 4, _) where rest[0] == "documents" && rest[1] == "files" && rest[3] == "upload":
+            guard let fileID = UUID(uuidString: rest[2]) else {
+                throw SandboxFailure.problem(.notFound, "Not Found", "No such file")
+            }
+            return try newUploadURL(request, matterID: matterID, fileID: fileID, caller: caller)
         case ("GET", 2, ["documents", "folders"]):
             return try Folders(database: database, now: now).list(
                 request, matterID: matterID, folderID: nil, caller: caller)
@@ -172,7 +178,7 @@ struct Documents: APIResource {
             let existing = try connection.execute(
                 """
                 SELECT id FROM sb_folders WHERE matter_id = $1 AND parent_id IS NOT DISTINCT FROM $2
-                AND lower(name) = lower($3)
+                AND lower(name) = lower($3) ORDER BY created_at, id LIMIT 1
                 """, [matterID, parent, segment]
             ).first
             if let existing {
@@ -226,6 +232,30 @@ struct Documents: APIResource {
             try Self.fileJSON(row, matterID: matterID, origin: request.sandboxOrigin))
     }
 
+    /// `GET .../files/{fileId}/upload`: a new single-use upload URL for the file (the spec's
+    /// `UploadFile`), for a URL that expired or was lost. The file's previous URL stops working.
+    /// A PUT to it stores the bytes, replacing any uploaded before (a new version, as Smokeball
+    /// would make). Another account's matter is 403, an unknown matter or file 404.
+    func newUploadURL(_ request: Request, matterID: UUID, fileID: UUID, caller: APIServer.Caller) throws -> Response {
+        let token = SecureRandom.token(byteCount: 32)
+        let expiry = now.addingTimeInterval(Self.uploadLifetime)
+        let updated = try database.transaction { connection in
+            try Folders.requireOwnMatter(connection, matterID, caller, now: now)
+            return try connection.execute(
+                """
+                UPDATE sb_files SET upload_token_sha256 = $1, upload_expires_at = $2
+                WHERE id = $3 AND matter_id = $4 AND visible_at <= $5
+                """, [SHA256.hash(Array(token.utf8)), expiry, fileID, matterID, now]
+            ).affectedRows
+        }
+        guard updated == 1 else { throw SandboxFailure.problem(.notFound, "Not Found", "No such file") }
+        return Response.json([
+            "fileId": fileID.uuidString.lowercased(),
+            "uploadUrl": Uploads.url(origin: request.sandboxOrigin, fileID: fileID, signature: token),
+            "expiry": Timestamp.iso8601(expiry, fractionDigits: 0),
+        ])
+    }
+
     /// A file name's extension with its dot ("report.final.pdf" → ".pdf"); none for a name with
     /// no dot, only a leading one (".env") or a trailing one ("draft.").
     static func fileExtension(of name: String) -> String {
@@ -241,12 +271,15 @@ struct Documents: APIResource {
     static func fileJSON(_ row: Row, matterID: UUID, origin: String) throws -> [String: Any] {
         let id = try row.uuid("id").uuidString.lowercased()
         let matter = matterID.uuidString.lowercased()
-        let name = try row.string("name")
+        let fullName = try row.string("name")
+        let fileExtension = Self.fileExtension(of: fullName)
+        // The spec's name excludes the extension, which comes separately (with its dot).
+        let name = String(fullName.dropLast(fileExtension.count))
         let created = Timestamp.iso8601(try row.date("created_at"), fractionDigits: 0)
         let modified = try row.optionalDate("uploaded_at").map { Timestamp.iso8601($0, fractionDigits: 0) } ?? created
         var file: [String: Any] = [
             "href": "\(origin)/matters/\(matter)/documents/files/\(id)", "id": id, "versionId": id, "name": name,
-            "fileExtension": Self.fileExtension(of: name),
+            "fileExtension": fileExtension,
             "matter": ["id": matter, "href": "\(origin)/matters/\(matter)"], "dateCreated": created,
             "dateModified": modified, "sizeBytes": try row.int("size_bytes"),
             "isUploaded": try row.optionalDate("uploaded_at") != nil, "isFavorite": false, "isCancelled": false,
@@ -287,15 +320,12 @@ struct Documents: APIResource {
                 }
                 parent = parentID
             }
-            do {
-                try connection.execute(
-                    """
-                    INSERT INTO sb_folders (id, account_id, matter_id, parent_id, name, created_at, visible_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7)
-                    """, [id, caller.accountID, matterID, parent, name, now, caller.visibleAt(now)])
-            } catch let error as DatabaseError where error.isUniqueViolation {
-                throw SandboxFailure.problem(.badRequest, "Bad Request", "A folder with that name already exists")
-            }
+            // Same-named folders may coexist, as in Smokeball (FACTS.md): a second POST makes a second.
+            try connection.execute(
+                """
+                INSERT INTO sb_folders (id, account_id, matter_id, parent_id, name, created_at, visible_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                """, [id, caller.accountID, matterID, parent, name, now, caller.visibleAt(now)])
         }
         return Accepted.link(
             request, id: id,

@@ -41,10 +41,15 @@ struct Uploads {
         return try database.transaction { connection in
             let row = try connection.execute(
                 """
-                UPDATE sb_files SET content = $2, size_bytes = $3, uploaded_at = $4
-                WHERE id = $5 AND upload_token_sha256 = $1 AND uploaded_at IS NULL AND upload_expires_at > $4
+                UPDATE sb_files SET content = $2, size_bytes = $3, uploaded_at = $4, upload_token_sha256 = $6
+                WHERE id = $5 AND upload_token_sha256 = $1 AND upload_expires_at > $4
                 RETURNING id, account_id, matter_id, client_id, request_id, user_id
-                """, [target.signatureSHA256, request.body, request.body.count, now, target.fileID]
+                """,
+                [
+                    target.signatureSHA256, request.body, request.body.count, now, target.fileID,
+                    // Single use: the URL's digest gives way to one that no URL has.
+                    SHA256.hash(SecureRandom.bytes(32)),
+                ]
             ).first
             guard let row else {
                 // S3 answers an expired, reused or unknown pre-signed URL with 403.

@@ -82,7 +82,9 @@ import Testing
         let fields = body as? [String: Any] ?? [:]
         #expect(fields["isUploaded"] as? Bool == true)
         #expect(fields["sizeBytes"] as? Int == bytes.count)
-        #expect(fields["name"] as? String == "signed-retainer.pdf")
+        // The spec's `File.name` excludes the extension (FACTS.md), which comes on its own.
+        #expect(fields["name"] as? String == "signed-retainer")
+        #expect(fields["fileExtension"] as? String == ".pdf")
         let stored = try Connection(url: fixture.databaseURL).execute(
             "SELECT content FROM sb_files WHERE id = $1", [UUID(uuidString: fileID)]
         ).single().bytes("content")
@@ -105,6 +107,59 @@ import Testing
         fixture.advance(by: Documents.uploadLifetime + 1)
         #expect(fixture.call("PUT", url: Self.uploadURL(info), body: [1]).status == .forbidden)
         #expect(try Self.events(fixture, type: "files.updated").isEmpty)
+    }
+
+    /// `GET .../files/{fileId}/upload` (the spec's `UploadFile`): a new single-use URL for a file
+    /// whose URL expired; the old one stops working. Another account's matter is 403, an unknown
+    /// file 404, as the spec says.
+    @Test func anExpiredUploadURLIsReplacedByANewSingleUseOne() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let files = "/matters/\(matter)/documents/files"
+        let info = F.json(Self.post(fixture, files, access, ["fileName": "late.pdf"]))
+        let fileID = try #require(info["fileId"] as? String)
+        let replaced = fixture.api("GET", "\(files)/\(fileID)/upload", token: access)
+        #expect(replaced.status == .ok)
+        let body = try JSONSerialization.jsonObject(with: Data(replaced.body))
+        #expect(
+            OpenAPIValidator.smokeball.problems(
+                body, path: "/matters/{matterId}/documents/files/{fileId}/upload", method: "get", status: 200) == [])
+        let fresh = body as? [String: Any] ?? [:]
+        #expect(fresh["fileId"] as? String == fileID)
+        #expect(Self.uploadURL(fresh) != Self.uploadURL(info))
+        // The first URL no longer works; the new one does, once.
+        #expect(fixture.call("PUT", url: Self.uploadURL(info), body: [1]).status == .forbidden)
+        fixture.advance(by: Documents.uploadLifetime - 1)
+        #expect(fixture.call("PUT", url: Self.uploadURL(fresh), body: [1, 2]).status == .ok)
+        #expect(fixture.call("PUT", url: Self.uploadURL(fresh), body: [3]).status == .forbidden)
+        let stored = F.json(fixture.api("GET", "\(files)/\(fileID)", token: access))
+        #expect(stored["isUploaded"] as? Bool == true)
+        #expect(stored["sizeBytes"] as? Int == 2)
+
+        let other = F.json(fixture.admin("POST", "/_sandbox/accounts", ["name": "Other Firm"]))
+        let foreign = try Self.matter(fixture, account: UUID(uuidString: (other["id"] as? String) ?? ""))
+        for (path, status) in [
+            ("/matters/\(foreign)/documents/files/\(fileID)/upload", 403),
+            ("\(files)/\(UUID().uuidString)/upload", 404), ("\(files)/not-a-uuid/upload", 404),
+        ] {
+            let refused = fixture.api("GET", path, token: access)
+            #expect(refused.status.code == status, "\(path)")
+            #expect(OpenAPIValidator.smokeball.problems(F.json(refused), schema: "ProblemDetails") == [])
+        }
+    }
+
+    /// Folders of the same name coexist, as in Smokeball (FACTS.md): a second POST makes a second.
+    @Test func aSecondFolderOfTheSameNameIsASecondFolder() throws {
+        let fixture = try F(rate: 1000, burst: 1000)
+        let (access, _) = fixture.connect()
+        let matter = try Self.matter(fixture)
+        let folders = "/matters/\(matter)/documents/folders"
+        #expect(Self.post(fixture, folders, access, ["name": "CaseHug"]).status == .accepted)
+        #expect(Self.post(fixture, folders, access, ["name": "CaseHug"]).status == .accepted)
+        let count = try Connection(url: fixture.databaseURL).execute(
+            "SELECT count(*)::int AS n FROM sb_folders WHERE name = 'CaseHug'")
+        #expect(try count.single().int("n") == 2)
     }
 
     /// Smokeball's upload URLs are S3 pre-signed PUTs signed for an empty Content-Type: a PUT

@@ -49,7 +49,8 @@ import Testing
         #expect(spec.problems(rootBody, path: Self.listing, method: "get", status: 200) == [])
         let rootFields = rootBody as? [String: Any] ?? [:]
         #expect(Self.names(rootFields, "folders") == ["Billing", "Intake"])
-        #expect(Self.names(rootFields, "files") == ["root.pdf"])
+        // A File's name excludes its extension (FACTS.md).
+        #expect(Self.names(rootFields, "files") == ["root"])
         #expect(rootFields["size"] as? Int == 3)
         #expect(rootFields["id"] is NSNull)
 
@@ -60,7 +61,7 @@ import Testing
         #expect(fields["name"] as? String == "Intake")
         #expect(fields["id"] as? String == intake)
         #expect(Self.names(fields, "folders") == ["Identity"])
-        #expect(Self.names(fields, "files") == ["a.pdf", "b.pdf"])
+        #expect(Self.names(fields, "files") == ["a", "b"])
     }
 
     @Test func childrenArePagedSubfoldersFirst() throws {
@@ -76,7 +77,7 @@ import Testing
             #expect((body["next"] is NSNull) == (offset == 2))
             seen += Self.names(body, "folders") + Self.names(body, "files")
         }
-        #expect(seen == ["Identity", "a.pdf", "b.pdf"])
+        #expect(seen == ["Identity", "a", "b"])
         #expect(fixture.api("GET", path, token: access, query: ["Limit": "501"]).status == .badRequest)
     }
 
