@@ -100,9 +100,9 @@ import Testing
     @Test("a client without email is linked by phone and exact last name")
     func phoneAndLastName() throws {
         try MatterSyncFixture.with { fixture in
-            // Same phone, another last name: not this client.
+            // Same phone, and a name the search's `name:*Hopper` also finds, but another last name.
             _ = try fixture.sandboxContact([
-                "firstName": "Grace", "lastName": "Hoppers", "phone": ["areaCode": "555", "number": "010-0100"],
+                "firstName": "Ann", "lastName": "McHopper", "phone": ["areaCode": "555", "number": "010-0100"],
             ])
             let right = try fixture.sandboxContact([
                 "firstName": "Grace", "lastName": "Hopper", "phone": ["areaCode": "555", "number": "010-0100"],
