@@ -76,6 +76,14 @@ public struct Firm: Decodable, Sendable, Equatable {
     public var status: Status?
     public var productId: String?
     public var email: String?
+    public var streetAddress: Address?
+    public var mailingAddress: Address?
+
+    /// The part of a `FirmAddress` the integration reads.
+    public struct Address: Decodable, Sendable, Equatable {
+        /// State, province or region (US: IL; AU: NSW): the location of the firm's matter types.
+        public var state: String?
+    }
 }
 
 /// `GET /staff`, `GET /staff/{id}`.

@@ -147,6 +147,44 @@ import Testing
         }
     }
 
+    @Test func theDocumentsFolderAndLocationAreSavedTrimmedAndUppercasedAndNullLocationMeansTheFirms() throws {
+        try ServiceDatabase.with { database in
+            let fixture = try Fixture(database)
+            var settings = try #require(
+                try Self.json(fixture.call("GET", user: fixture.admin))["settings"] as? [String: Any])
+            #expect(settings["documents_folder"] as? String == "CaseHug")
+            #expect(settings["location"] is NSNull)
+            let put = fixture.call(
+                "PUT", user: fixture.admin, body: #"{"documents_folder": "  Client Uploads  ", "location": " nsw "}"#)
+            #expect(put.status.code == 200)
+            settings = try #require(try Self.json(put)["settings"] as? [String: Any])
+            #expect(settings["documents_folder"] as? String == "Client Uploads")
+            #expect(settings["location"] as? String == "NSW")
+            // PATCH leaves what it does not name; a null location goes back to the firm's state.
+            let patch = fixture.call("PATCH", user: fixture.admin, body: #"{"location": null}"#)
+            #expect(patch.status.code == 200)
+            settings = try #require(
+                try Self.json(fixture.call("GET", user: fixture.standard))["settings"] as? [String: Any])
+            #expect(settings["documents_folder"] as? String == "Client Uploads")
+            #expect(settings["location"] is NSNull)
+            // PUT replaces: a folder left out is the default again.
+            _ = fixture.call("PUT", user: fixture.admin, body: #"{"location": "IL"}"#)
+            settings = try #require(
+                try Self.json(fixture.call("GET", user: fixture.admin))["settings"] as? [String: Any])
+            #expect(settings["documents_folder"] as? String == "CaseHug")
+            #expect(settings["location"] as? String == "IL")
+        }
+    }
+
+    @Test func storedDocumentsFolderAndLocationOfTheWrongShapeReadAsTheirDefaults() {
+        let read = IntegrationSettings(stored: ["documents_folder": "a/b", "location": "Illinois"])
+        #expect(read.documentsFolder == "CaseHug")
+        #expect(read.location == nil)
+        let good = IntegrationSettings(stored: ["documents_folder": "Matter Files", "location": "ca"])
+        #expect(good.documentsFolder == "Matter Files")
+        #expect(good.location == "CA")
+    }
+
     @Test func standardUsersCannotChangeSettings() throws {
         try ServiceDatabase.with { database in
             let fixture = try Fixture(database)

@@ -1,6 +1,7 @@
 import Basics
 import FastCGI
 import Foundation
+import PostgreSQL
 
 /// A firm's Smokeball sync settings, stored as `firm_integrations.settings` (jsonb).
 public struct IntegrationSettings: Sendable, Equatable, Encodable {
@@ -8,26 +9,45 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
     public var autoSyncOnMatterCreated: Bool
     /// CaseHug case type key → Smokeball matter type name or id.
     public var caseTypeMappings: [String: String]
+    /// The name of the one folder per matter that synced documents go into.
+    public var documentsFolder: String
+    /// The Smokeball location (US state, AU state, UK nation) whose matter types are used; nil
+    /// means the Smokeball firm's own state.
+    public var location: String?
+
+    public static let defaultDocumentsFolder = "CaseHug"
 
     public static let defaults = IntegrationSettings(
         autoSyncOnApproval: true, autoSyncOnMatterCreated: false, caseTypeMappings: [:])
 
-    public init(autoSyncOnApproval: Bool, autoSyncOnMatterCreated: Bool, caseTypeMappings: [String: String]) {
+    public init(
+        autoSyncOnApproval: Bool, autoSyncOnMatterCreated: Bool, caseTypeMappings: [String: String],
+        documentsFolder: String = IntegrationSettings.defaultDocumentsFolder, location: String? = nil
+    ) {
         self.autoSyncOnApproval = autoSyncOnApproval
         self.autoSyncOnMatterCreated = autoSyncOnMatterCreated
         self.caseTypeMappings = caseTypeMappings
+        self.documentsFolder = documentsFolder
+        self.location = location
     }
 
     static let autoSyncOnApprovalKey = CodingKeys.autoSyncOnApproval.rawValue
     static let autoSyncOnMatterCreatedKey = CodingKeys.autoSyncOnMatterCreated.rawValue
     static let caseTypeMappingsKey = CodingKeys.caseTypeMappings.rawValue
-    static let fields: Set<String> = [autoSyncOnApprovalKey, autoSyncOnMatterCreatedKey, caseTypeMappingsKey]
+    static let documentsFolderKey = CodingKeys.documentsFolder.rawValue
+    static let locationKey = CodingKeys.location.rawValue
+    static let fields: Set<String> = [
+        autoSyncOnApprovalKey, autoSyncOnMatterCreatedKey, caseTypeMappingsKey, documentsFolderKey, locationKey,
+    ]
     static let maxMappingValueLength = 200
+    static let maxDocumentsFolderLength = 256
 
     enum CodingKeys: String, CodingKey {
         case autoSyncOnApproval = "auto_sync_on_approval"
         case autoSyncOnMatterCreated = "auto_sync_on_matter_created"
         case caseTypeMappings = "case_type_mappings"
+        case documentsFolder = "documents_folder"
+        case location
     }
 
     public var jsonText: String {
@@ -47,6 +67,43 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
             ?? defaults.autoSyncOnMatterCreated
         caseTypeMappings =
             (object[Self.caseTypeMappingsKey] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:]
+        documentsFolder =
+            (object[Self.documentsFolderKey] as? String).flatMap(Self.documentsFolder) ?? defaults.documentsFolder
+        location = (object[Self.locationKey] as? String).flatMap(Self.location)
+    }
+
+    /// The settings of the firm `connection`'s transaction is bound to (the defaults before any
+    /// were saved).
+    public static func current(_ connection: Connection) throws -> IntegrationSettings {
+        let row = try connection.execute(
+            """
+            SELECT settings FROM firm_integrations WHERE firm_id = app_current_firm() AND platform = 'smokeball'
+            """
+        ).first
+        guard let stored = try row?.optionalJSON("settings") as? [String: Any] else { return .defaults }
+        return IntegrationSettings(stored: stored)
+    }
+
+    /// A valid `documents_folder`, trimmed: 1 to 256 characters, no control characters and no
+    /// path separators (Smokeball would take them as part of the name; people read them as nesting).
+    static func documentsFolder(_ value: String) -> String? {
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed.count <= maxDocumentsFolderLength,
+            !trimmed.unicodeScalars.contains(where: {
+                CharacterSet.controlCharacters.contains($0) || $0 == "/" || $0 == "\\"
+            })
+        else { return nil }
+        return trimmed
+    }
+
+    /// A valid `location`, uppercased: 2 or 3 ASCII letters, as Smokeball names US states (IL),
+    /// AU states (NSW) and UK nations (ENG).
+    static func location(_ value: String) -> String? {
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (2...3).contains(trimmed.unicodeScalars.count),
+            trimmed.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) })
+        else { return nil }
+        return trimmed.uppercased()
     }
 
     /// How an update applies: PUT replaces the whole settings object (absent fields take their
@@ -104,6 +161,27 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
                         field, "must be at most \(Self.maxMappingValueLength) characters without control characters")
                 }
                 result.caseTypeMappings[caseType] = trimmed
+            }
+        }
+        if let value = body[Self.documentsFolderKey] {
+            guard let name = value as? String, let folder = Self.documentsFolder(name) else {
+                throw Self.invalid(
+                    Self.documentsFolderKey,
+                    "must be a folder name of 1 to \(Self.maxDocumentsFolderLength) characters without control characters, '/' or '\\'"
+                )
+            }
+            result.documentsFolder = folder
+        }
+        if let value = body[Self.locationKey] {
+            if value is NSNull {
+                result.location = nil
+            } else {
+                guard let text = value as? String, let location = Self.location(text) else {
+                    throw Self.invalid(
+                        Self.locationKey, "must be a state code of 2 or 3 letters (IL, NSW), or null for the firm's own"
+                    )
+                }
+                result.location = location
             }
         }
         return result

@@ -9,7 +9,7 @@ import PostgreSQL
 ///
 ///     POST /_sandbox/clients    {client_id, client_secret, api_key, redirect_uris[], rate_per_second?, burst?,
 ///                                access_ttl_seconds?, refresh_ttl_seconds?, write_delay_ms?, retry_after_header?}
-///     POST /_sandbox/accounts   {id?, name, region?, users: [{email, password, first_name?, last_name?}]}
+///     POST /_sandbox/accounts   {id?, name, region?, state?, users: [{email, password, first_name?, last_name?}]}
 ///     POST /_sandbox/revoke     {account_id, client_id?}
 ///     POST /_sandbox/expire-tokens {kind: access|refresh, account_id?, client_id?}
 ///     GET  /_sandbox/requests?client_id=..&after_id=..&path=..&grant_type=..
@@ -165,11 +165,19 @@ struct SandboxAdmin {
         return Response.json(["client_id": clientID], status: .created)
     }
 
+    /// An account's state when none is given: one its region's seeded catalogue covers.
+    static let defaultStates = ["US": "IL", "AU": "NSW", "UK": "ENG"]
+
     func createAccount(_ body: [String: Any]) throws -> Response {
         let name = try Self.string(body, "name")
         let region = (body["region"] as? String) ?? "US"
         guard ["US", "AU", "UK"].contains(region) else {
             throw SandboxFailure.problem(.badRequest, "Bad Request", "region must be US, AU or UK")
+        }
+        // Where the firm is (`GET /firm`'s `streetAddress.state`), which picks its matter types.
+        let state = (body["state"] as? String) ?? Self.defaultStates[region] ?? "IL"
+        guard (2...3).contains(state.count), state.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
+            throw SandboxFailure.problem(.badRequest, "Bad Request", "state must be 2 or 3 capital letters")
         }
         var accountID = UUID()
         if let given = body["id"] {
@@ -183,9 +191,9 @@ struct SandboxAdmin {
             // Idempotent, so `scripts/run` can create its demo account on every start.
             try connection.execute(
                 """
-                INSERT INTO sb_accounts (id, name, region) VALUES ($1, $2, $3)
-                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region = EXCLUDED.region
-                """, [accountID, name, region])
+                INSERT INTO sb_accounts (id, name, region, state) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, region = EXCLUDED.region, state = EXCLUDED.state
+                """, [accountID, name, region, state])
             return try users.map { user in
                 let email = try Self.string(user, "email").lowercased()
                 let password = try Self.string(user, "password")

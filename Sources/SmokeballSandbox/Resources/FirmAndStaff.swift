@@ -36,13 +36,16 @@ struct FirmAndStaff: APIResource {
 
     func firm(_ caller: APIServer.Caller, origin: String) throws -> Response {
         let row = try database.withConnection {
-            try $0.execute("SELECT id, name, created_at FROM sb_accounts WHERE id = $1", [caller.accountID]).first
+            try $0.execute("SELECT id, name, state, created_at FROM sb_accounts WHERE id = $1", [caller.accountID])
+                .first
         }
         guard let row else { throw SandboxFailure.problem(.notFound, "Not Found", "The firm no longer exists") }
         let id = try row.uuid("id").uuidString.lowercased()
         return Response.json([
             "href": origin + "/firm", "id": id, "versionId": id, "name": try row.string("name"),
             "status": ["status": "Active"],
+            // Only the state: the part of the address the integration reads (its matter types' location).
+            "streetAddress": ["state": try row.optionalString("state").map { $0 as Any } ?? NSNull()],
             "createdDate": Timestamp.iso8601(try row.date("created_at"), fractionDigits: 0),
         ])
     }

@@ -102,6 +102,18 @@ import Testing
         #expect(OpenAPIValidator.smokeball.problems(firmBody, path: "/firm", method: "get", status: 200) == [])
         #expect((firmBody as? [String: Any])?["id"] as? String == fixture.accountID.uuidString.lowercased())
         #expect((firmBody as? [String: Any])?["name"] as? String == "Sandbox Firm")
+        // A US account without a state is in IL; its state is where its matter types come from.
+        #expect(((firmBody as? [String: Any])?["streetAddress"] as? [String: Any])?["state"] as? String == "IL")
+        let moved = fixture.admin(
+            "POST", "/_sandbox/accounts",
+            ["id": fixture.accountID.uuidString, "name": "Sandbox Firm", "region": "US", "state": "NY", "users": []])
+        #expect(moved.status.code == 201)
+        let again = try JSONSerialization.jsonObject(with: Data(fixture.api("GET", "/firm", token: access).body))
+        #expect(((again as? [String: Any])?["streetAddress"] as? [String: Any])?["state"] as? String == "NY")
+        #expect(OpenAPIValidator.smokeball.problems(again, path: "/firm", method: "get", status: 200) == [])
+        let badState = fixture.admin(
+            "POST", "/_sandbox/accounts", ["name": "Elsewhere", "region": "US", "state": "New York", "users": []])
+        #expect(badState.status.code == 400)
 
         let staff = fixture.api("GET", "/staff", token: access)
         let staffBody = try JSONSerialization.jsonObject(with: Data(staff.body))
