@@ -128,7 +128,7 @@ import Testing
         return values
     }
 
-    static func connectAndDisconnect(script: String, environment: [String: String], demo: [String: String]) throws {
+    static func connect(script: String, environment: [String: String], demo: [String: String]) throws {
         let output = try Processes.runTool(script, ["--connect-link"], environment: environment)
         let firstLine = output.split(separator: "\n").first.map(String.init)
         let link = try #require(firstLine)
@@ -161,20 +161,131 @@ import Testing
         #expect(status["connected"] as? Bool == true)
         #expect((status["smokeball"] as? [String: Any])?["firm_name"] as? String == "Demo Law Group")
         #expect(status["webhook_subscription"] is [String: Any])
+    }
 
+    static func disconnect(demo: [String: String]) throws {
+        let http = try HTTPClient()
+        let base = try #require(demo["BASE_URL"])
+        let bearer = [("Authorization", "Bearer " + (try #require(demo["DEMO_ADMIN_TOKEN"])))]
         let disconnected = try http.send(
             HTTPRequest(method: "POST", url: base + "/api/v1/integrations/smokeball/disconnect", headers: bearer))
         #expect(disconnected.status == 200)
         #expect(disconnected.jsonObject["webhooks_deleted"] as? Int == 1)
         // Counted in the sandbox's own database (the same cluster, its superuser).
-        let superuserURL = try #require(demo["SUPERUSER_DATABASE_URL"])
-        var sandboxDatabase = try #require(URLComponents(string: superuserURL))
-        sandboxDatabase.path = "/smokeball_sandbox"
-        let sandboxDatabaseURL = try #require(sandboxDatabase.string)
-        let left = try Connection(url: sandboxDatabaseURL).execute(
+        let left = try Connection(url: try sandboxDatabaseURL(demo)).execute(
             "SELECT count(*)::bigint AS n FROM sb_webhook_subscriptions"
         ).single().int("n")
         #expect(left == 0)
+    }
+
+    /// The sandbox's own database: the same cluster, its superuser.
+    static func sandboxDatabaseURL(_ demo: [String: String]) throws -> String {
+        var sandboxDatabase = try #require(URLComponents(string: try #require(demo["SUPERUSER_DATABASE_URL"])))
+        sandboxDatabase.path = "/smokeball_sandbox"
+        return try #require(sandboxDatabase.string)
+    }
+
+    /// The README's sync walk-through, on the demo firm once connected: `POST sync` for the
+    /// divorce matter puts its contact, the matter (type, number, description, status) and its
+    /// approved document into the sandbox, byte for byte; a second sync creates nothing;
+    /// approving an upload in the database brings it over without a click; editing the client's
+    /// phone updates the Smokeball contact.
+    static func syncWalkthrough(demo: [String: String]) throws {
+        let http = try HTTPClient()
+        let base = try #require(demo["BASE_URL"])
+        let syncURL = base + "/api/v1/integrations/smokeball/sync"
+        let bearer = [("Authorization", "Bearer " + (try #require(demo["DEMO_USER_TOKEN"])))]
+        let matterID = "00000000-0000-4000-8000-0000000000d1"
+        let clientID = "00000000-0000-4000-8000-0000000000c1"
+        let host = try Connection(url: try #require(demo["SUPERUSER_DATABASE_URL"]))
+        let sandbox = try Connection(url: try sandboxDatabaseURL(demo))
+        let storageRoot = try #require(demo["STORAGE_ROOT"])
+
+        func waitUntil(_ what: String, _ condition: () throws -> Bool) throws {
+            let deadline = Date().addingTimeInterval(90)
+            while try !condition() {
+                guard Date() < deadline else {
+                    Issue.record("timed out waiting for \(what)")
+                    return
+                }
+                usleep(100_000)
+            }
+        }
+        func sync() throws -> [String: Any] {
+            let answer = try http.send(
+                HTTPRequest(
+                    method: "POST", url: syncURL, headers: bearer + [("Content-Type", "application/json")],
+                    body: Array(#"{"matter_id":"\#(matterID)","action":"sync_matter"}"#.utf8)))
+            #expect(answer.status == 202)
+            let jobID = try #require(answer.jsonObject["job_id"] as? String)
+            var job: [String: Any] = [:]
+            try waitUntil("the sync job") {
+                job = try http.send(HTTPRequest(url: syncURL + "?job_id=" + jobID, headers: bearer)).jsonObject
+                return ["succeeded", "dead"].contains(job["status"] as? String ?? "")
+            }
+            #expect(job["status"] as? String == "succeeded", "\(job["error"] ?? "")")
+            return job
+        }
+        func count(_ sql: String, _ values: [SQLValue] = []) throws -> Int64 {
+            try sandbox.execute(sql, values).single().int("n")
+        }
+        func sandboxFiles() throws -> [(name: String, content: [UInt8])] {
+            try sandbox.execute(
+                """
+                SELECT f.name, f.content FROM sb_files f JOIN sb_matters m ON m.id = f.matter_id
+                JOIN sb_folders d ON d.id = f.folder_id
+                WHERE m.external_system_id = $1 AND d.name = 'CaseHug' AND f.uploaded_at IS NOT NULL ORDER BY f.name
+                """, [matterID]
+            ).rows.map { (try $0.string("name"), try $0.optionalBytes("content") ?? []) }
+        }
+        func original(_ path: String) throws -> [UInt8] {
+            [UInt8](try Data(contentsOf: URL(fileURLWithPath: storageRoot + "/" + path)))
+        }
+
+        _ = try sync()
+        let matter = try sandbox.execute(
+            """
+            SELECT m.number, m.description, m.status, t.name AS type_name, t.category FROM sb_matters m
+            JOIN sb_matter_types t ON t.id = m.matter_type_id WHERE m.external_system_id = $1
+            """, [matterID]
+        ).rows
+        #expect(matter.count == 1)
+        #expect(try matter.first?.optionalString("number") == "DLG-2026-0001")
+        #expect(try matter.first?.optionalString("description") == "Example v. Example (divorce)")
+        #expect(try matter.first?.string("status") == "Open")
+        #expect(try matter.first?.string("type_name") == "Divorce")
+        #expect(try matter.first?.string("category") == "Family Law")
+        #expect(
+            try count("SELECT count(*)::bigint AS n FROM sb_contacts WHERE external_system_id = $1", [clientID]) == 1)
+        #expect(try count("SELECT count(*)::bigint AS n FROM sb_folders WHERE name = 'CaseHug'") == 1)
+        // The approved certificate, not the pending spreadsheet; byte for byte.
+        var files = try sandboxFiles()
+        #expect(files.map(\.name) == ["marriage-certificate.pdf"])
+        #expect(files.first?.content == (try original("demo/d1/marriage-certificate.pdf")))
+
+        // Again: nothing new is made (no POST reaches the sandbox).
+        let postsBefore = try count("SELECT count(*)::bigint AS n FROM sb_requests WHERE method = 'POST'")
+        _ = try sync()
+        #expect(try count("SELECT count(*)::bigint AS n FROM sb_requests WHERE method = 'POST'") == postsBefore)
+        #expect(
+            try count("SELECT count(*)::bigint AS n FROM sb_matters WHERE external_system_id = $1", [matterID]) == 1)
+
+        // Approving the spreadsheet in the database: it appears in Smokeball without a click.
+        try host.execute(
+            "UPDATE uploads SET status = 'approved' WHERE id = '00000000-0000-4000-8000-0000000000e2'")
+        try waitUntil("the approved upload in the sandbox") { try sandboxFiles().count == 2 }
+        files = try sandboxFiles()
+        #expect(files.map(\.name) == ["financial-statement.xlsx", "marriage-certificate.pdf"])
+        #expect(files.first?.content == (try original("demo/d1/financial-statement.xlsx")))
+        #expect(try count("SELECT count(*)::bigint AS n FROM sb_folders WHERE name = 'CaseHug'") == 1)
+
+        // Editing the client's phone in CaseHug updates the Smokeball contact.
+        try host.execute("UPDATE clients SET phone = '+1 555 010 0199' WHERE id = $1::uuid", [clientID])
+        try waitUntil("the contact's new phone in the sandbox") {
+            try sandbox.execute(
+                "SELECT phone FROM sb_contacts WHERE external_system_id = $1", [clientID]
+            ).first?.optionalString("phone") == "+1 555 010 0199"
+        }
     }
 
     /// Every seeded upload has a real file of its seeded size in the document store, and the
@@ -249,7 +360,10 @@ import Testing
 
         // The README's walkthrough: the connect link, the sandbox's sign-in, back to connected,
         // status shows the Smokeball firm, disconnect leaves the partner no subscription.
-        try Self.connectAndDisconnect(script: script, environment: environment, demo: demo)
+        try Self.connect(script: script, environment: environment, demo: demo)
+        // Then the sync walk-through, and disconnect.
+        try Self.syncWalkthrough(demo: demo)
+        try Self.disconnect(demo: demo)
 
         // While it is up, and through its stop (which stops the worker too).
         let workerPID = try #require(
