@@ -68,7 +68,7 @@ public struct PushContactJob: JobHandler {
                 try Self.push(client, contactID: contactID, smokeball: smokeball, access: access)
             }
         } catch let error as SmokeballTokenError where error.code != .unavailable {
-            // Another attempt cannot help until the firm reconnects (its next edit pushes again).
+            // Another attempt cannot help until the firm reconnects.
             let message = error.httpError.message
             try record(context, .failed, clientID: payload.clientID, contactID: contactID, error: message)
             throw JobError(JobError.Code(rawValue: error.code.rawValue), message, retryable: false)
