@@ -241,7 +241,7 @@ import Testing
                 """
                 INSERT INTO case_types (key, practice_area, display_name, smokeball_category, smokeball_matter_type,
                                         sort_order)
-                VALUES ('test_unmapped', 'family_law', 'Unmapped Thing', 'Family Law', 'No Such Type', 99)
+                VALUES ('test_unmapped', 'family_law', 'Unmapped Thing', 'No Such Category', 'No Such Type', 99)
                 """)
             let client = try fixture.client(email: "unmapped@example.test")
             let matter = try fixture.matter(client: client, caseType: "test_unmapped")
@@ -295,7 +295,7 @@ import Testing
                 """
                 INSERT INTO case_types (key, practice_area, display_name, smokeball_category, smokeball_matter_type,
                                         sort_order)
-                VALUES ('test_unmapped', 'family_law', 'Unmapped Thing', 'Family Law', 'No Such Type', 99)
+                VALUES ('test_unmapped', 'family_law', 'Unmapped Thing', 'No Such Category', 'No Such Type', 99)
                 """)
             var matters: [UUID] = []
             for index in 0..<4 {
