@@ -7,30 +7,6 @@ import Testing
 @testable import Integration
 @testable import Smokeball
 
-/// Until the matter-types part is wired in: the built-in name looked up in the sandbox's real
-/// `GET /mattertypes` (a real call), exact name within the category, first match.
-struct SandboxBuiltInMatterTypes: MatterTypeResolving {
-    func resolve(_ request: MatterTypeRequest, scope: any TenantScope, session: SmokeballSession) throws
-        -> ResolvedMatterType
-    {
-        let types = try session.client.matterTypes(
-            name: request.builtInName, category: request.category, access: session.access, lane: session.lane)
-        guard
-            let type = types.first(where: {
-                $0.name?.lowercased() == request.builtInName.lowercased() && ($0.type ?? 0) == 0
-                    && $0.isDeleted != true
-            }), let id = type.id
-        else {
-            throw JobError(
-                JobError.Code(rawValue: "matter_type_not_found"),
-                "configure a custom mapping for \(request.displayName)", retryable: false)
-        }
-        return ResolvedMatterType(
-            id: id, name: type.name ?? "", category: type.category, location: type.location,
-            clientRole: type.representativeOptions?.first, source: .builtIn)
-    }
-}
-
 /// Until the documents part lands: a documents step that syncs nothing (the matter tests do not
 /// cover documents).
 struct NoDocuments: MatterDocumentsSyncing {
@@ -119,7 +95,7 @@ struct MatterSyncFixture {
 
     func syncer(documents: (any MatterDocumentsSyncing)? = NoDocuments()) -> MatterSyncer {
         MatterSyncer(
-            contacts: ContactSync(recovery: recovery), matterTypes: SandboxBuiltInMatterTypes(),
+            contacts: ContactSync(recovery: recovery), matterTypes: MatterTypeResolver(database: work),
             matters: MatterSync(recovery: recovery, confirmFirstDelay: 0.05), documents: documents)
     }
 

@@ -1,3 +1,4 @@
+import FastCGI
 import Foundation
 import PostgreSQL
 import TestSupport
@@ -117,6 +118,86 @@ import Testing
             #expect(
                 try fixture.row("clients", client).optionalString("smokeball_contact_linked_by") == "phone_last_name")
             #expect(!(try fixture.requests(after: mark)).contains { $0.hasPrefix("POST /contacts") })
+        }
+    }
+
+    @Test("a client without email or phone is created without a search")
+    func noEmailNoPhone() throws {
+        try MatterSyncFixture.with { fixture in
+            let client = try fixture.client()
+            let matter = try fixture.matter(client: client)
+            let mark = try fixture.logMark()
+            #expect(try fixture.syncMatter(matter).error == nil)
+            #expect(try fixture.requests(after: mark).first == "POST /contacts 202")
+            #expect(try fixture.contacts(externalSystemID: client).count == 1)
+        }
+    }
+
+    @Test("an open contact intent is resolved before any create: its answered id, a wait, or abandoned once settled")
+    func openContactIntents() throws {
+        try MatterSyncFixture.with { fixture in
+            func intent(_ client: UUID, externalID: String?, age: String) throws {
+                try fixture.seed.asFirm(fixture.firm) {
+                    try $0.execute(
+                        """
+                        INSERT INTO smokeball_sync_intents (firm_id, resource, local_id, request_id,
+                            external_system_id, external_id, state, created_at)
+                        VALUES ($1, 'contact', $2, 'earlier-request', $3, $4, $5, now() - $6::interval)
+                        """,
+                        [
+                            fixture.firm, client, client.uuidString.lowercased(), externalID,
+                            externalID == nil ? "intended" : "accepted", age,
+                        ])
+                }
+            }
+            // Answered before the crash: that contact, no search, no create.
+            let made = try fixture.sandboxContact(["firstName": "Made", "lastName": "Before"])
+            let answered = try fixture.client(email: "answered@example.test")
+            try intent(answered, externalID: made, age: "1 second")
+            var mark = try fixture.logMark()
+            let first = try fixture.syncMatter(try fixture.matter(client: answered))
+            #expect((first.result?["contact"] as? [String: Any])?["id"] as? String == made)
+            #expect(!(try fixture.requests(after: mark)).contains { $0.contains("/contacts") })
+
+            // Just sent and not listed yet: wait, create nothing.
+            let young = try fixture.client(email: "young@example.test")
+            try intent(young, externalID: nil, age: "0 seconds")
+            mark = try fixture.logMark()
+            // One attempt only, so that its retry does not come before the next case's job.
+            let waiting = try fixture.syncMatter(try fixture.matter(client: young, number: "Y-1"), maxAttempts: 1)
+            #expect(waiting.error?.message == "waiting for Smokeball to process an earlier request")
+            #expect(waiting.error?.retryable == true)
+            #expect(try fixture.requests(after: mark).filter { $0.hasPrefix("POST") }.isEmpty)
+
+            // Older than the settle time and not listed: never made, so made now, once.
+            let old = try fixture.client(email: "old@example.test")
+            try intent(old, externalID: nil, age: "1 hour")
+            let settled = try fixture.syncMatter(try fixture.matter(client: old, number: "O-1"))
+            #expect((settled.result?["contact"] as? [String: Any])?["linked_by"] as? String == "created")
+            #expect(try fixture.contacts(externalSystemID: old).count == 1)
+            let states = try fixture.seed.connection.execute(
+                "SELECT state FROM smokeball_sync_intents WHERE local_id = $1 ORDER BY created_at", [old]
+            ).rows.map { try $0.string("state") }
+            #expect(states == ["abandoned", "done"])
+        }
+    }
+
+    @Test("a storm of 429s is retried by the client, then fails the attempt as retryable")
+    func tooManyRequests() throws {
+        try MatterSyncFixture.with { fixture in
+            let client = try fixture.client(email: "storm@example.test")
+            let matter = try fixture.matter(client: client)
+            try fixture.sandbox.addFault(["path_prefix": "/contacts", "status": 429])
+            let mark = try fixture.logMark()
+            let run = try fixture.syncMatter(matter)
+            try fixture.sandbox.clearFaults()
+            #expect(run.status == .pending)
+            #expect(run.error?.retryable == true)
+            #expect(
+                run.error?.message
+                    == "Smokeball kept answering 429 Too Many Requests (HTTP 429) while syncing the contact")
+            #expect(try fixture.requests(after: mark).filter { $0 == "GET /contacts 429" }.count == 4)
+            #expect(try fixture.runNext(SyncJobs.syncMatter).status == .succeeded)
         }
     }
 
@@ -241,7 +322,7 @@ import Testing
                 """
                 INSERT INTO case_types (key, practice_area, display_name, smokeball_category, smokeball_matter_type,
                                         sort_order)
-                VALUES ('test_unmapped', 'family_law', 'Unmapped Thing', 'Family Law', 'No Such Type', 99)
+                VALUES ('test_unmapped', 'family_law', 'Unmapped Thing', 'No Such Category', 'No Such Type', 99)
                 """)
             let client = try fixture.client(email: "unmapped@example.test")
             let matter = try fixture.matter(client: client, caseType: "test_unmapped")
@@ -295,7 +376,7 @@ import Testing
                 """
                 INSERT INTO case_types (key, practice_area, display_name, smokeball_category, smokeball_matter_type,
                                         sort_order)
-                VALUES ('test_unmapped', 'family_law', 'Unmapped Thing', 'Family Law', 'No Such Type', 99)
+                VALUES ('test_unmapped', 'family_law', 'Unmapped Thing', 'No Such Category', 'No Such Type', 99)
                 """)
             var matters: [UUID] = []
             for index in 0..<4 {
@@ -326,6 +407,24 @@ import Testing
             let statuses = (rerun.result?["matters"] as? [[String: Any]])?.map { $0["status"] as? String }
             #expect(statuses == ["unchanged", "unchanged"])
             #expect(try fixture.requests(after: again).filter { !$0.hasPrefix("GET ") }.isEmpty)
+        }
+    }
+
+    @Test("a bulk sync asked to stop ends between matters, to go on at its next attempt")
+    func bulkSyncStops() throws {
+        try MatterSyncFixture.with { fixture in
+            let client = try fixture.client(email: "stop@example.test")
+            let matter = try fixture.matter(client: client)
+            _ = try fixture.enqueue(SyncJobs.syncMatters, key: nil, payload: BulkSyncPayload(matterIDs: [matter]))
+            let job = try #require(try fixture.queue.claim(kinds: [SyncJobs.syncMatters], leaseSeconds: 60))
+            let context = JobContext(
+                scope: JobScope(jobID: job.id, leaseID: job.leaseID), database: fixture.work, log: Logger(route: "test")
+            )
+            context.markStopping()
+            let mark = try fixture.logMark()
+            #expect(throws: BulkSyncJob.stopped) { try fixture.handler(SyncJobs.syncMatters).run(job, context) }
+            #expect(try fixture.requests(after: mark).isEmpty)
+            #expect(BulkSyncJob.stopped.retryable)
         }
     }
 

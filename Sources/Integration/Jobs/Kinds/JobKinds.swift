@@ -4,8 +4,8 @@ import Smokeball
 
 /// Every job kind the worker runs, built from its environment before it forks (no connection is
 /// opened here): the Smokeball settings and token keys the routes get, and `SITE_URL` (or
-/// `SMOKEBALL_WEBHOOK_URL`) for the webhook subscription's address. No `CASEHUG_JWT_SECRET`: the
-/// worker authenticates no one.
+/// `SMOKEBALL_WEBHOOK_URL`) for the webhook subscription's address, and optionally
+/// `SYNC_SETTLE_SECONDS` (`SyncRecovery`). No `CASEHUG_JWT_SECRET`: the worker authenticates no one.
 public enum JobKinds {
     public static func all(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws
         -> [any JobHandler]
@@ -22,14 +22,23 @@ public enum JobKinds {
             rateLimit: smokeball.credentials.map {
                 PartnerRateLimit(database: database, configuration: smokeball, clientID: $0.clientID)
             }, policy: try TokenPolicy.fromEnvironment(environment), log: .init(route: "worker"))
-        var kinds: [any JobHandler] = [
+        let recovery = try SyncRecovery.fromEnvironment(environment)
+        let syncer = MatterSyncer(
+            contacts: ContactSync(recovery: recovery), matterTypes: MatterTypeResolver(database: database),
+            matters: MatterSync(recovery: recovery),
+            documents: MatterDocumentSync(
+                database: database, store: try MatterDocumentSync.storeConfiguration(environment),
+                settleTime: recovery.settleSeconds))
+        return [
             EnsureWebhookSubscriptionJob(
                 tokens: tokens,
                 subscriptions: WebhookSubscriptions(
-                    database: database, vault: vault, notificationURL: webhookURL))
+                    database: database, vault: vault, notificationURL: webhookURL)),
+            SyncMatterJob(tokens: tokens, syncer: syncer),
+            BulkSyncJob(tokens: tokens, syncer: syncer),
+            PullMattersJob(tokens: tokens),
+            // Automatic sync (migration 033): a linked client's changes pushed to its contact.
+            PushContactJob(tokens: tokens),
         ]
-        // Automatic sync (migration 033): a linked client's changes pushed to its contact.
-        kinds.append(PushContactJob(tokens: tokens))
-        return kinds
     }
 }
