@@ -180,7 +180,8 @@ import Testing
 
     /// The sandbox's own database: the same cluster, its superuser.
     static func sandboxDatabaseURL(_ demo: [String: String]) throws -> String {
-        var sandboxDatabase = try #require(URLComponents(string: try #require(demo["SUPERUSER_DATABASE_URL"])))
+        let superuserURL = try #require(demo["SUPERUSER_DATABASE_URL"])
+        var sandboxDatabase = try #require(URLComponents(string: superuserURL))
         sandboxDatabase.path = "/smokeball_sandbox"
         return try #require(sandboxDatabase.string)
     }
@@ -226,7 +227,7 @@ import Testing
             #expect(job["status"] as? String == "succeeded", "\(job["error"] ?? "")")
             return job
         }
-        func count(_ sql: String, _ values: [SQLValue] = []) throws -> Int64 {
+        func count(_ sql: String, _ values: [any SQLValueConvertible] = []) throws -> Int64 {
             try sandbox.execute(sql, values).single().int("n")
         }
         func sandboxFiles() throws -> [(name: String, content: [UInt8])] {
@@ -283,7 +284,8 @@ import Testing
         try host.execute("UPDATE clients SET phone = '+1 555 010 0199' WHERE id = $1::uuid", [clientID])
         try waitUntil("the contact's new phone in the sandbox") {
             try sandbox.execute(
-                "SELECT phone FROM sb_contacts WHERE external_system_id = $1", [clientID]
+                "SELECT doc #>> '{person,phone,number}' AS phone FROM sb_contacts WHERE external_system_id = $1",
+                [clientID]
             ).first?.optionalString("phone") == "+1 555 010 0199"
         }
     }
