@@ -94,12 +94,3 @@ enum SentValue: Codable, Sendable, Equatable {
         }
     }
 }
-
-/// Smokeball's `UpdatedSince`: .NET ticks (100 ns since 0001-01-01 UTC).
-enum SmokeballTicks {
-    static let unixEpoch: Int64 = 621_355_968_000_000_000
-
-    static func from(_ date: Date) -> Int64 {
-        unixEpoch + Int64((date.timeIntervalSince1970 * 10_000_000).rounded(.down))
-    }
-}

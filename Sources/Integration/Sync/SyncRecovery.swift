@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import PostgreSQL
 import Smokeball
@@ -37,7 +38,7 @@ public struct SyncRecovery: Sendable, Equatable {
 
     /// `UpdatedSince` for a listing that must include whatever the intent's request made.
     func updatedSince(_ intent: SyncIntent) -> String {
-        String(SmokeballTicks.from(intent.createdAt.addingTimeInterval(-listingMarginSeconds)))
+        String(DotNetTicks.from(intent.createdAt.addingTimeInterval(-listingMarginSeconds)))
     }
 
     /// The intent's age by the database's clock (the one that stamped it).
