@@ -109,6 +109,9 @@ struct DocumentSyncRun {
         self.settleTime = settleTime
     }
 
+    /// The most files one bulk create takes (the sandbox's limit; Smokeball publishes none).
+    static let maximumBulkFiles = 500
+
     var client: SmokeballClient { session.client }
     var matterPath: String { "/matters/" + PercentEncoding.encode(smokeballMatterID) }
 
@@ -166,7 +169,10 @@ struct DocumentSyncRun {
             }
         }
         if !unanswered.isEmpty { fresh += try recoverUnanswered(unanswered, folderID: folder) }
-        if !fresh.isEmpty { try create(fresh, folderID: folder) }
+        // One create request for all of them (the bulk endpoint takes up to 500 files at a time).
+        for start in stride(from: 0, to: fresh.count, by: Self.maximumBulkFiles) {
+            try create(Array(fresh[start..<min(start + Self.maximumBulkFiles, fresh.count)]), folderID: folder)
+        }
         return try finish()
     }
 
