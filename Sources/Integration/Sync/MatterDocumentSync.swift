@@ -53,8 +53,9 @@ public struct MatterDocumentSync: MatterDocumentsSyncing {
     }
 }
 
-/// The folder's name: the firm's `documents_folder` setting, else "CaseHug".
-/// TODO(merge): read `IntegrationSettings.documentsFolder` once it exists; this is its one home here.
+/// The folder's name: the firm's `documents_folder` setting, else "CaseHug". Read here until
+/// `IntegrationSettings` has `documentsFolder` (another part adds it): then this one function
+/// switches to it.
 func documentsFolderName(_ connection: Connection) throws -> String {
     let stored = try connection.execute(
         """
