@@ -53,8 +53,9 @@ public struct MatterDocumentSync: MatterDocumentsSyncing {
     }
 }
 
-/// The folder's name: the firm's `documents_folder` setting, else "CaseHug".
-/// TODO(merge): read `IntegrationSettings.documentsFolder` once it exists; this is its one home here.
+/// The folder's name: the firm's `documents_folder` setting, else "CaseHug". Read here until
+/// `IntegrationSettings` has `documentsFolder` (another part adds it): then this one function
+/// switches to it.
 func documentsFolderName(_ connection: Connection) throws -> String {
     let stored = try connection.execute(
         """
@@ -108,6 +109,9 @@ struct DocumentSyncRun {
         self.store = store
         self.settleTime = settleTime
     }
+
+    /// The most files one bulk create takes (the sandbox's limit; Smokeball publishes none).
+    static let maximumBulkFiles = 500
 
     var client: SmokeballClient { session.client }
     var matterPath: String { "/matters/" + PercentEncoding.encode(smokeballMatterID) }
@@ -166,7 +170,10 @@ struct DocumentSyncRun {
             }
         }
         if !unanswered.isEmpty { fresh += try recoverUnanswered(unanswered, folderID: folder) }
-        if !fresh.isEmpty { try create(fresh, folderID: folder) }
+        // One create request for all of them (the bulk endpoint takes up to 500 files at a time).
+        for start in stride(from: 0, to: fresh.count, by: Self.maximumBulkFiles) {
+            try create(Array(fresh[start..<min(start + Self.maximumBulkFiles, fresh.count)]), folderID: folder)
+        }
         return try finish()
     }
 
