@@ -58,7 +58,7 @@ struct RecordingHandler: JobHandler {
 
 /// `test_documents`: `MatterDocumentSync` for one linked matter, as the matter sync calls it, so
 /// the documents tests can SIGKILL it mid-request. Registered only when the Smokeball settings
-/// and the token key are in the environment (with `STORAGE_ROOT`, and `DOCUMENTS_SETTLE_SECONDS`
+/// and the token key are in the environment (with `STORAGE_ROOT`, and `SYNC_SETTLE_SECONDS`
 /// to shorten the settle time).
 struct DocumentsHandler: JobHandler {
     struct Payload: Decodable {
@@ -85,7 +85,7 @@ struct DocumentsHandler: JobHandler {
                 PartnerRateLimit(database: database, configuration: smokeball, clientID: $0.clientID)
             })
         let store = try MatterDocumentSync.storeConfiguration(environment)
-        let settle = environment["DOCUMENTS_SETTLE_SECONDS"].flatMap(Double.init)
+        let settle = try SyncRecovery.fromEnvironment(environment).settleSeconds
         return DocumentsHandler(tokens: tokens) { MatterDocumentSync(database: $0, store: store, settleTime: settle) }
     }
 

@@ -81,17 +81,28 @@ public struct JobQueue: Sendable {
     /// Extends the lease and records `progress`. False when the lease is no longer this worker's.
     public func heartbeat(_ job: Job, leaseSeconds: Double, progress: JobProgress?) throws -> Bool {
         try database.transaction { connection in
-            try connection.execute(
-                "SELECT app_heartbeat_job($1::uuid, $2::uuid, $3::float8, $4::int, $5::int, $6::int) AS held",
-                [job.id, job.leaseID, leaseSeconds, progress?.done, progress?.total, progress?.failed]
-            ).single().bool("held")
+            try Self.heartbeat(connection, job, leaseSeconds: leaseSeconds, progress: progress)
         }
     }
 
-    /// Records success with the result's JSON. False when the lease is no longer this worker's.
-    public func finish(_ job: Job, resultJSON: String?) throws -> Bool {
+    static func heartbeat(_ connection: Connection, _ job: Job, leaseSeconds: Double, progress: JobProgress?) throws
+        -> Bool
+    {
+        try connection.execute(
+            "SELECT app_heartbeat_job($1::uuid, $2::uuid, $3::float8, $4::int, $5::int, $6::int) AS held",
+            [job.id, job.leaseID, leaseSeconds, progress?.done, progress?.total, progress?.failed]
+        ).single().bool("held")
+    }
+
+    /// Records success with the result's JSON, and the handler's last progress with it (a job
+    /// that ends between heartbeats would otherwise keep the figures of the one before). False
+    /// when the lease is no longer this worker's.
+    public func finish(_ job: Job, resultJSON: String?, progress: JobProgress? = nil) throws -> Bool {
         try database.transaction { connection in
-            try connection.execute(
+            if let progress {
+                guard try Self.heartbeat(connection, job, leaseSeconds: 1, progress: progress) else { return false }
+            }
+            return try connection.execute(
                 "SELECT app_finish_job($1::uuid, $2::uuid, $3::jsonb) AS held",
                 [job.id, job.leaseID, resultJSON.map(SQLValue.json) ?? .null]
             ).single().bool("held")
@@ -101,9 +112,14 @@ public struct JobQueue: Sendable {
     /// Records a failure: back to pending after a jittered exponential back-off while attempts
     /// remain and the error is retryable, else dead. Returns the job's new status; nil when the
     /// lease is no longer this worker's.
-    public func fail(_ job: Job, error: JobError, backoff: JobBackoff) throws -> Job.Status? {
+    public func fail(_ job: Job, error: JobError, backoff: JobBackoff, progress: JobProgress? = nil) throws
+        -> Job.Status?
+    {
         try database.transaction { connection in
-            try connection.execute(
+            if let progress {
+                guard try Self.heartbeat(connection, job, leaseSeconds: 1, progress: progress) else { return nil }
+            }
+            return try connection.execute(
                 "SELECT app_fail_job($1::uuid, $2::uuid, $3, $4, $5::float8, $6::float8) AS status",
                 [job.id, job.leaseID, error.description, error.retryable, backoff.baseSeconds, backoff.capSeconds]
             ).single().optionalString("status").flatMap(Job.Status.init(rawValue:))

@@ -112,7 +112,9 @@ public final class WorkerLoop {
             "firm_id": job.firmID.uuidString.lowercased(),
         ]
         guard let handler = handlers[job.kind] else {
-            record(job, .failure(JobError(.unknownKind, "no handler for this kind", retryable: false)), fields, started)
+            record(
+                job, .failure(JobError(.unknownKind, "no handler for this kind", retryable: false)), progress: nil,
+                fields, started)
             return .continuing
         }
         guard let done = SelfPipe() else {
@@ -179,20 +181,22 @@ public final class WorkerLoop {
                 nextHeartbeat = Date().addingTimeInterval(options.heartbeatSeconds)
             }
         }
-        if let result = outcome.value { record(job, result, fields, started) }
+        if let result = outcome.value { record(job, result, progress: context.progress, fields, started) }
         return stopDeadline == nil ? .continuing : .stopped
     }
 
-    private func record(_ job: Job, _ result: JobOutcome, _ fields: [String: any Sendable], _ started: Date) {
+    private func record(
+        _ job: Job, _ result: JobOutcome, progress: JobProgress?, _ fields: [String: any Sendable], _ started: Date
+    ) {
         var fields = fields
         fields["duration_ms"] = Int(Date().timeIntervalSince(started) * 1000)
         do {
             switch result {
             case .success(let json):
-                let held = try queue.finish(job, resultJSON: json)
+                let held = try queue.finish(job, resultJSON: json, progress: progress)
                 log.info(held ? "job_succeeded" : "job_lease_lost", fields)
             case .failure(let error):
-                let status = try queue.fail(job, error: error, backoff: options.backoff)
+                let status = try queue.fail(job, error: error, backoff: options.backoff, progress: progress)
                 fields["error"] = error.code.rawValue
                 fields["status"] = status?.rawValue ?? "lease_lost"
                 log.warning("job_failed", fields)

@@ -25,8 +25,6 @@ public struct MatterDocumentSync: MatterDocumentsSyncing {
     /// request timeout (a request still in flight has given up by then).
     public var settleTime: TimeInterval?
 
-    public static let defaultFolderName = "CaseHug"
-
     public init(database: Database, store: DocumentStoreConfiguration, settleTime: TimeInterval? = nil) {
         self.database = database
         self.store = store
@@ -51,20 +49,6 @@ public struct MatterDocumentSync: MatterDocumentsSyncing {
             store: DocumentStore(store), settleTime: settleTime ?? 2 * session.client.requestTimeout)
         return try run.perform()
     }
-}
-
-/// The folder's name: the firm's `documents_folder` setting, else "CaseHug". Read here until
-/// `IntegrationSettings` has `documentsFolder` (another part adds it): then this one function
-/// switches to it.
-func documentsFolderName(_ connection: Connection) throws -> String {
-    let stored = try connection.execute(
-        """
-        SELECT settings->>'documents_folder' AS name FROM firm_integrations
-        WHERE firm_id = app_current_firm() AND platform = 'smokeball'
-        """
-    ).first?.optionalString("name")?.trimmingCharacters(in: .whitespacesAndNewlines)
-    guard let stored, !stored.isEmpty else { return MatterDocumentSync.defaultFolderName }
-    return stored
 }
 
 /// An approved upload not yet in Smokeball, and what a previous run left of it.
@@ -142,7 +126,7 @@ struct DocumentSyncRun {
                     id: id, fileName: try row.string("file_name"), storagePath: try row.string("storage_path"),
                     intent: try SyncIntents.open(connection, .file, localID: id))
             }
-            return (folder, try documentsFolderName(connection), skipped, pending)
+            return (folder, try IntegrationSettings.current(connection).documentsFolder, skipped, pending)
         }
         summary.folderID = folderID
         summary.skipped = skipped

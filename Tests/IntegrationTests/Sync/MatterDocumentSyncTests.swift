@@ -359,7 +359,7 @@ final class DocumentsWorker {
         process.environment = fixture.flow.sandbox.environment([
             "DATABASE_URL": fixture.flow.sandbox.database.workerURL, "PATH": "/usr/bin:/bin",
             "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
-            "STORAGE_ROOT": fixture.storageRoot, "DOCUMENTS_SETTLE_SECONDS": String(settleSeconds),
+            "STORAGE_ROOT": fixture.storageRoot, "SYNC_SETTLE_SECONDS": String(settleSeconds),
         ])
         log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("docs-worker-\(UUID()).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)

@@ -280,6 +280,33 @@ import Testing
         }
     }
 
+    @Test("a connection dropped during the matter create is retried once settled, and makes one matter")
+    func droppedConnectionThenSuccess() throws {
+        try MatterSyncFixture.with { fixture in
+            let client = try fixture.client(email: "dropped@example.test")
+            let matter = try fixture.matter(client: client)
+            // The create's connection drops: it may have been processed, so the client does not
+            // send it again, and the attempt fails with the intent left open.
+            try fixture.sandbox.addFault(["path_prefix": "/matters", "drop_connection": true])
+            let first = try fixture.syncMatter(matter)
+            #expect(first.error?.retryable == true)
+            #expect(first.status == .pending)
+            try fixture.sandbox.clearFaults()
+            var attempt = try fixture.runNext(SyncJobs.syncMatter)
+            var waits = 0
+            while attempt.error != nil {
+                #expect(attempt.error?.message == "waiting for Smokeball to process an earlier request")
+                waits += 1
+                try #require(waits < 20)
+                Thread.sleep(forTimeInterval: 0.3)
+                attempt = try fixture.runNext(SyncJobs.syncMatter)
+            }
+            #expect(attempt.result?["matter"] as? String == "created")
+            #expect(try fixture.matters(externalSystemID: matter).count == 1)
+            #expect(try fixture.contacts(externalSystemID: client).count == 1)
+        }
+    }
+
     @Test("a Smokeball that keeps failing makes the job dead with a readable message and no personal data")
     func permanentServerError() throws {
         try MatterSyncFixture.with { fixture in
