@@ -15,12 +15,15 @@ struct RecordingHandler: JobHandler {
         /// Attempts up to this number fail.
         var failAttempts: Int?
         var failRetryable: Bool?
+        /// Reported as done of total just before an attempt that gets through returns.
+        var progressTotal: Int?
 
         enum CodingKeys: String, CodingKey {
             case blockAttempts = "block_attempts"
             case sleepMilliseconds = "sleep_ms"
             case failAttempts = "fail_attempts"
             case failRetryable = "fail_retryable"
+            case progressTotal = "progress_total"
         }
     }
 
@@ -43,6 +46,7 @@ struct RecordingHandler: JobHandler {
                 retryable: payload.failRetryable ?? true)
         }
         try event("effect", job, context)
+        if let total = payload.progressTotal { context.report(JobProgress(done: total, total: total)) }
         return Result(attempt: job.attempts)
     }
 

@@ -114,6 +114,25 @@ final class WorkerProcess {
         }
     }
 
+    @Test func theProgressAJobReportsLastIsRecordedWithItsOutcomeEvenBetweenHeartbeats() throws {
+        try QueueFixture.with { fixture in
+            try Self.createEventsTable(fixture)
+            // A long lease: the job ends long before its first heartbeat.
+            let worker = try WorkerProcess(fixture, workers: 1, leaseSeconds: 60)
+            let job = try Self.enqueue(fixture, ["progress_total": 7])
+            try Processes.waitFor("the job to finish", timeout: 30) {
+                try fixture.status(job).status == "succeeded"
+            }
+            let row = try fixture.database.admin().execute(
+                "SELECT progress_done, progress_total FROM jobs WHERE id = $1", [job]
+            ).single()
+            #expect(try row.int("progress_done") == 7)
+            #expect(try row.optionalInt("progress_total") == 7)
+            worker.terminate()
+            try worker.waitForExit()
+        }
+    }
+
     @Test func aWorkerWhoseJobWasTakenOverEndsAndIsReplaced() throws {
         try QueueFixture.with { fixture in
             try Self.createEventsTable(fixture)
