@@ -169,19 +169,10 @@ public struct ContactSync: Sendable {
                 firstName: client.firstName, lastName: client.lastName, email: Self.trimmed(client.email),
                 phone: phone.map { NewContact.Phone(number: $0) }),
             externalSystemId: client.externalSystemID)
-        let answer: SmokeballResult<Accepted>
-        do {
-            answer = try session.client.write(
+        let answer = try SyncRecovery.sendCreate(under: intent, database: database, scope: scope) {
+            try session.client.write(
                 "POST", "/contacts", body: body, access: session.access, lane: session.lane,
                 requestID: intent.requestID)
-        } catch {
-            if SyncRecovery.madeNothing(error) {
-                try database.transaction { connection in
-                    _ = try scope.enter(connection)
-                    try SyncIntents.abandon(connection, intent.id)
-                }
-            }
-            throw error
         }
         guard let id = answer.value.id, !id.isEmpty else {
             // Accepted without an id: the re-run finds it by its externalSystemId.

@@ -194,19 +194,10 @@ public struct MatterSync: Sendable {
             return try SyncIntents.begin(
                 connection, .matter, localID: matter.id, externalSystemID: matter.externalSystemID)
         }
-        let answer: SmokeballResult<Accepted>
-        do {
-            answer = try session.client.write(
+        let answer = try SyncRecovery.sendCreate(under: intent, database: database, scope: scope) {
+            try session.client.write(
                 "POST", "/matters", body: desired, access: session.access, lane: session.lane,
                 requestID: intent.requestID)
-        } catch {
-            if SyncRecovery.madeNothing(error) {
-                try database.transaction { connection in
-                    _ = try scope.enter(connection)
-                    try SyncIntents.abandon(connection, intent.id)
-                }
-            }
-            throw error
         }
         guard let id = answer.value.id, !id.isEmpty else {
             throw SmokeballError(.invalidResponse, upstreamStatus: answer.status, requestID: answer.requestID)

@@ -201,8 +201,9 @@ public struct PushContactJob: JobHandler {
         }
         if let phone = nonBlank(client.phone) {
             let current = out["phone"] as? [String: Any] ?? [:]
-            let digits = Self.digits((current["areaCode"] as? String ?? "") + (current["number"] as? String ?? ""))
-            if digits != Self.digits(phone) {
+            let digits = SmokeballContact.digits(
+                (current["areaCode"] as? String ?? "") + (current["number"] as? String ?? ""))
+            if digits != SmokeballContact.digits(phone) {
                 // The whole number goes in `number`; an area code kept beside it would prefix it
                 // (a PUT that merges keeps what it is not told to clear).
                 var number: [String: Any] = ["number": phone]
@@ -218,9 +219,6 @@ public struct PushContactJob: JobHandler {
         guard let trimmed = text?.trimmingCharacters(in: .whitespacesAndNewlines), !trimmed.isEmpty else { return nil }
         return trimmed
     }
-
-    /// Digits only: formatting never makes a phone number differ.
-    static func digits(_ text: String) -> String { text.filter { $0.isASCII && $0.isNumber } }
 
     static func withoutNulls(_ value: Any) -> Any {
         if let object = value as? [String: Any] {

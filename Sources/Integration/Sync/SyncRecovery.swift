@@ -64,6 +64,24 @@ public struct SyncRecovery: Sendable, Equatable {
         default: return false
         }
     }
+
+    /// Sends a create under its open `intent`. When it fails in a way that certainly made nothing,
+    /// the intent is abandoned (a later run may begin a new one); any other failure leaves it open.
+    static func sendCreate<T>(
+        under intent: SyncIntent, database: Database, scope: any TenantScope, _ send: () throws -> T
+    ) throws -> T {
+        do {
+            return try send()
+        } catch {
+            if madeNothing(error) {
+                try database.transaction { connection in
+                    _ = try scope.enter(connection)
+                    try SyncIntents.abandon(connection, intent.id)
+                }
+            }
+            throw error
+        }
+    }
 }
 
 /// Turns what a sync step throws into a `JobError` people can read: no PHI, no upstream body;
