@@ -366,6 +366,18 @@ import Testing
         // Then the sync walk-through, and disconnect.
         try Self.syncWalkthrough(demo: demo)
         try Self.disconnect(demo: demo)
+        // What the routes and the worker wrote to stderr holds no client's personal data.
+        let logs = data + "/run/logs"
+        for name in try FileManager.default.contentsOfDirectory(atPath: logs) {
+            let text = try String(contentsOfFile: logs + "/" + name, encoding: .utf8)
+            for phi in [
+                "Avery", "avery.example@mail.test", "Example v. Example", "marriage-certificate", "555 010 0199",
+                "demo/d1/",
+            ] {
+                let leaked = text.contains(phi)
+                #expect(!leaked, "\(name) holds personal data")
+            }
+        }
 
         // While it is up, and through its stop (which stops the worker too).
         let workerPID = try #require(
