@@ -103,10 +103,31 @@ public struct WebhookSubscriptions: Sendable {
                     WHERE firm_id = app_current_firm() AND platform = 'smokeball' AND webhook_ensure_lease_id = $1
                     """, [lease, kept, Self.eventTypes.joined(separator: ",")])
             }
+            notify(kept, enter: enter, client: client, access: access, lane: lane)
             return Ensured(subscriptionID: kept, created: created, duplicatesDeleted: duplicates)
         } catch {
             releaseLease(lease, enter: enter)
             throw error
+        }
+    }
+
+    /// Asks Smokeball for a test event (`noop`) to the subscription and records when, so its
+    /// arrival (recorded by `WebhookEventJob`) shows that delivery works end to end. Best effort:
+    /// the subscription is in place whether or not this goes through.
+    func notify(
+        _ subscriptionID: String, enter: (Connection) throws -> UUID, client: SmokeballClient, access: SmokeballAccess,
+        lane: SmokeballLane
+    ) {
+        guard (try? client.notifyWebhookSubscription(id: subscriptionID, access: access, lane: lane)) != nil else {
+            return
+        }
+        _ = try? database.transaction { connection in
+            _ = try enter(connection)
+            try connection.execute(
+                """
+                UPDATE firm_integrations SET webhook_noop_sent_at = now()
+                WHERE firm_id = app_current_firm() AND platform = 'smokeball'
+                """)
         }
     }
 

@@ -143,9 +143,13 @@ public struct MatterSync: Sendable {
                 }
                 return MatterLink(smokeballMatterID: linked, linkStatus: "confirmed", change: change)
             }
+            // Recorded first, so that the update's echo is recognised (docs/inbound.md).
+            let requestID = UUID().uuidString.lowercased()
+            try WebhookEventJob.recordSent(
+                requestID: requestID, resource: "matter", resourceID: linked, scope: scope, database: database)
             _ = try session.client.write(
                 "PATCH", "/matters/" + PercentEncoding.encode(linked), body: body, access: session.access,
-                lane: session.lane)
+                lane: session.lane, requestID: requestID)
             try database.transaction { connection in
                 _ = try scope.enter(connection)
                 try connection.execute(

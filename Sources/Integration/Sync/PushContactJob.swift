@@ -65,7 +65,11 @@ public struct PushContactJob: JobHandler {
         let pushed: Pushed
         do {
             pushed = try tokens.withAccess(context.scope) { smokeball, access in
-                try Self.push(client, contactID: contactID, smokeball: smokeball, access: access)
+                try Self.push(client, contactID: contactID, smokeball: smokeball, access: access) { requestID in
+                    try WebhookEventJob.recordSent(
+                        requestID: requestID, resource: "contact", resourceID: contactID, scope: context.scope,
+                        database: context.database)
+                }
             }
         } catch let error as SmokeballTokenError where error.code != .unavailable {
             // Another attempt cannot help until the firm reconnects.
@@ -133,9 +137,11 @@ public struct PushContactJob: JobHandler {
     }
 
     /// GET the contact, merge, PUT when something differs (background lane: nobody is waiting).
-    static func push(_ client: Client, contactID: String, smokeball: SmokeballClient, access: SmokeballAccess)
-        throws -> Pushed
-    {
+    /// `willSend` is told the PUT's RequestId before it is sent (to record it: its echo).
+    static func push(
+        _ client: Client, contactID: String, smokeball: SmokeballClient, access: SmokeballAccess,
+        willSend: (String) throws -> Void = { _ in }
+    ) throws -> Pushed {
         let path = "/contacts/" + PercentEncoding.encode(contactID)
         let contact: [String: Any]
         do {
@@ -154,9 +160,12 @@ public struct PushContactJob: JobHandler {
         var body: [String: Any] = ["person": change.person]
         // A replacing PUT must not drop the link back to CaseHug.
         if let external = contact["externalSystemId"] as? String { body["externalSystemId"] = external }
+        let requestID = UUID().uuidString.lowercased()
+        try willSend(requestID)
         do {
             let sent = try smokeball.call(
-                "PUT", path, body: try JSONWriter.encode(body), access: access, lane: .background)
+                "PUT", path, body: try JSONWriter.encode(body), access: access, lane: .background,
+                requestID: requestID)
             return .updated(fields: change.fields, requestID: sent.requestID)
         } catch let error as SmokeballError where error.code == .notFound {
             throw Failure(code: Failure.contactDeleted, message: deletedMessage)
