@@ -198,12 +198,26 @@ struct WebhookEventJobTests {
     func echoCausesNoReread() throws {
         try WebhookEventRig.with { rig in
             let mark = try rig.eventMark()
-            let (matter, smokeballID, _) = try rig.syncedMatter()
+            let (matter, smokeballID, client) = try rig.syncedMatter()
             // Our update: a PATCH of the changed title.
             try rig.flow.seed.connection.execute("UPDATE matters SET title = 'Renamed' WHERE id = $1", [matter])
             #expect(try rig.fixture.syncMatter(matter).status == .succeeded)
-            let ours = try rig.events(after: mark, types: ["matter.created", "matter.updated", "contact.created"])
+            // And a PUT of the contact: the client's phone changed in CaseHug.
+            try rig.flow.database.transaction { connection in
+                _ = try Tenancy.enter(connection, userID: rig.flow.firm.admin)
+                try connection.execute("UPDATE clients SET phone = '555 0142' WHERE id = $1", [client])
+            }
+            try rig.flow.seed.connection.execute("UPDATE jobs SET run_after = now() WHERE kind = 'push_contact'")
+            let push = try #require(try rig.fixture.queue.claim(kinds: [PushContactJob.kind], leaseSeconds: 60))
+            _ = try PushContactJob(tokens: rig.fixture.tokens).run(
+                push,
+                JobContext(
+                    scope: JobScope(jobID: push.id, leaseID: push.leaseID), database: rig.fixture.work,
+                    log: Logger(route: "test")))
+            let ours = try rig.events(
+                after: mark, types: ["matter.created", "matter.updated", "contact.created", "contact.updated"])
             try #require(ours.contains { $0.type == "matter.updated" })
+            try #require(ours.contains { $0.type == "contact.updated" })
             let ids = try ours.map { try rig.store($0) }
             let log = try rig.fixture.logMark()
             #expect(try rig.processAll() == ids.count)
