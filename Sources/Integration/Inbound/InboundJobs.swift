@@ -1,17 +1,17 @@
 import Foundation
 
-/// The job kinds of inbound processing (issue #13) and their keys.
+/// The job kinds inbound work runs as, and their keys.
 public enum InboundJobs {
-    /// Processes one row of `smokeball_webhook_events` (enqueued by the webhooks route).
+    /// Applies one recorded webhook delivery (`smokeball_webhook_events`).
     public static let processWebhookEvent = "process_webhook_event"
 
-    /// One pending job per event: a duplicate enqueue coalesces.
+    /// One processing job per event: a re-enqueue of the same event is the same job.
     public static func eventKey(_ id: UUID) -> String { "event:" + id.uuidString.lowercased() }
 }
 
-/// The payload of `process_webhook_event`.
+/// The payload of a `process_webhook_event` job.
 public struct WebhookEventPayload: Codable, Sendable {
-    public var eventID: UUID
+    public let eventID: UUID
 
     public init(eventID: UUID) {
         self.eventID = eventID
