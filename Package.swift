@@ -3,7 +3,7 @@
 // libcurl, libcrypto). Each route is its own small FastCGI executable over one core library.
 import PackageDescription
 
-let routes = ["status", "connect", "callback", "disconnect", "sync"]
+let routes = ["status", "connect", "callback", "disconnect", "sync", "webhooks"]
 
 let package = Package(
     name: "SmokeballIntegration",
@@ -52,6 +52,7 @@ let package = Package(
         .executableTarget(name: "callback", dependencies: ["Integration"]),
         .executableTarget(name: "disconnect", dependencies: ["Integration"]),
         .executableTarget(name: "sync", dependencies: ["Integration"]),
+        .executableTarget(name: "webhooks", dependencies: ["Integration"]),
         // The benchmark's ceiling: the same runtime answering a constant.
         .executableTarget(name: "hello", dependencies: ["FastCGI"]),
         // The floor of a route that reads PostgreSQL: the same, after one `SELECT 1` round trip.

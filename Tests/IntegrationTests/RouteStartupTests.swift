@@ -46,7 +46,7 @@ import Testing
     }
 
     /// Every route, and `hello-db` too: the benchmark's floor must run as the routes do.
-    @Test(arguments: ["status", "connect", "callback", "disconnect", "sync", "hello-db"])
+    @Test(arguments: ["status", "connect", "callback", "disconnect", "sync", "webhooks", "hello-db"])
     func aRouteStartedWithTheSuperuserURLRefusesToServeAndSaysWhy(route: String) throws {
         try ServiceDatabase.with { database in
             let (status, log) = try Self.startRoute(route, databaseURL: database.adminURL, seconds: 15)
@@ -57,7 +57,7 @@ import Testing
         }
     }
 
-    @Test(arguments: ["status", "connect", "callback", "disconnect", "sync"])
+    @Test(arguments: ["status", "connect", "callback", "disconnect", "sync", "webhooks"])
     func theSameRouteWithTheAppRoleServes(route: String) throws {
         try ServiceDatabase.with { database in
             let (status, log) = try Self.startRoute(route, databaseURL: database.appURL, seconds: 1.5)

@@ -18,6 +18,9 @@ public struct TokenVault: Sendable, CustomStringConvertible {
         case codeVerifier = "code_verifier"
         /// The key Smokeball signs the firm's webhook deliveries with (`firm_integrations.webhook_secret`).
         case webhookSecret = "webhook_secret"
+        /// The key before the last reconnect, accepted for a short grace period
+        /// (`firm_integrations.previous_webhook_secret`).
+        case previousWebhookSecret = "previous_webhook_secret"
     }
 
     let keys: KeyRing

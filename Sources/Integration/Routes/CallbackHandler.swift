@@ -252,13 +252,22 @@ public struct CallbackHandler: DatabaseHandler {
                 // Between connect and now the admin may have left the firm or lost the role.
                 guard caller.firmID == state.firmID, caller.isFirmAdmin else { throw Reason.invalidState }
                 let firm = caller.firmID
-                if let connected = try connection.execute(Self.connectedAccount).first?.optionalString(
-                    "smokeball_account_id"), connected != accountID
+                let current = try connection.execute(Self.connectedAccount).first
+                if let current, let connected = try current.optionalString("smokeball_account_id"),
+                    connected != accountID
                 {
                     throw Reason.differentAccount
                 }
                 func seal(_ value: String, _ column: TokenVault.Column) throws -> [UInt8] {
                     try vault.seal(value, firmID: firm, platform: "smokeball", column: column)
+                }
+                // Deliveries signed with the key being replaced may still be in flight: it stays
+                // valid for a grace period (migration 035), sealed under its own column's name.
+                var previousKey: [UInt8]?
+                if let current, let sealed = try current.optionalBytes("webhook_secret"),
+                    let key = try? vault.open(sealed, firmID: firm, platform: "smokeball", column: .webhookSecret)
+                {
+                    previousKey = try seal(key, .previousWebhookSecret)
                 }
                 try connection.execute(
                     Self.upsert,
@@ -267,6 +276,7 @@ public struct CallbackHandler: DatabaseHandler {
                         issuedAt.addingTimeInterval(TimeInterval(tokens.expiresIn)),
                         issuedAt.addingTimeInterval(smokeball.refreshTokenLifetime),
                         try seal(webhookKey, .webhookSecret), accountID, infoJSON, state.region.rawValue, caller.userID,
+                        previousKey,
                     ])
             }
         } catch let reason as Reason {
@@ -287,9 +297,9 @@ public struct CallbackHandler: DatabaseHandler {
         }
     }
 
-    /// The account the firm is connected to now (locked until the upsert decides).
+    /// The account the firm is connected to now and its webhook key (locked until the upsert decides).
     static let connectedAccount = """
-        SELECT smokeball_account_id FROM firm_integrations
+        SELECT smokeball_account_id, webhook_secret FROM firm_integrations
         WHERE firm_id = app_current_firm() AND platform = 'smokeball' AND is_active AND access_token IS NOT NULL
         FOR UPDATE
         """
@@ -301,12 +311,15 @@ public struct CallbackHandler: DatabaseHandler {
         INSERT INTO firm_integrations (
             firm_id, platform, access_token, refresh_token, token_expires_at, refresh_token_expires_at, is_active,
             webhook_secret, smokeball_account_id, account_info, region, connected_by, connected_at,
-            needs_reconnect_reason)
-        VALUES ($1, 'smokeball', $2, $3, $4, $5, true, $6, $7, $8::jsonb, $9, $10, now(), NULL)
+            needs_reconnect_reason, previous_webhook_secret, webhook_secret_rotated_at)
+        VALUES ($1, 'smokeball', $2, $3, $4, $5, true, $6, $7, $8::jsonb, $9, $10, now(), NULL, $11,
+            CASE WHEN $11::bytea IS NOT NULL THEN now() END)
         ON CONFLICT (firm_id, platform) DO UPDATE SET
             access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token,
             token_expires_at = EXCLUDED.token_expires_at, refresh_token_expires_at = EXCLUDED.refresh_token_expires_at,
             is_active = true, webhook_secret = EXCLUDED.webhook_secret,
+            previous_webhook_secret = EXCLUDED.previous_webhook_secret,
+            webhook_secret_rotated_at = EXCLUDED.webhook_secret_rotated_at,
             webhook_subscription_id = CASE
                 WHEN firm_integrations.smokeball_account_id = EXCLUDED.smokeball_account_id
                 THEN firm_integrations.webhook_subscription_id END,

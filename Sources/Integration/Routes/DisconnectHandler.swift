@@ -125,7 +125,8 @@ public struct DisconnectHandler: DatabaseHandler {
     /// uses it, clears the refresh lease, back-off and reconnect reason).
     static let forget = """
         UPDATE firm_integrations SET
-            access_token = NULL, refresh_token = NULL, webhook_secret = NULL, token_expires_at = NULL,
+            access_token = NULL, refresh_token = NULL, webhook_secret = NULL, previous_webhook_secret = NULL,
+            webhook_secret_rotated_at = NULL, token_expires_at = NULL,
             refresh_token_expires_at = NULL, is_active = false, smokeball_account_id = NULL,
             account_info = '{}'::jsonb, webhook_subscription_id = NULL, webhook_event_types = '{}',
             webhook_ensured_at = NULL, webhook_ensure_lease_id = NULL, webhook_ensure_lease_until = NULL,

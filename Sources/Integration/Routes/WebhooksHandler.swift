@@ -1,0 +1,276 @@
+import Basics
+import Cryptography
+import FastCGI
+import Foundation
+import PostgreSQL
+import Smokeball
+
+/// `POST /api/v1/integrations/smokeball/webhooks`: Smokeball's webhook deliveries.
+///
+/// No user calls this: the caller is proven by the `Signature` header, HMAC-SHA256 under the
+/// connection's webhook key of `Timestamp|RequestId|ClientId` (FACTS.md). The body is not signed,
+/// so it is stored only as a hint: processing (a `process_webhook_event` job, enqueued in the
+/// same transaction as the event) re-reads the resource from Smokeball. This route never calls
+/// Smokeball, so it answers within Smokeball's 10 seconds whatever Smokeball's own state.
+///
+/// A delivery is identified by its signed values, `RequestId` and `Timestamp`: the same headers
+/// again (a duplicate send, or a captured signature replayed with another body) are one event.
+/// A retry of a delivery (same `RequestId`, new `Timestamp`) is recognised by its request id,
+/// type, subscription, event timestamp and resource.
+public struct WebhooksHandler: DatabaseHandler {
+    public let route = "webhooks"
+    public let database: Database
+    let vault: TokenVault
+    /// Our OAuth client id, the last part of what Smokeball signs; nil when Smokeball is not
+    /// configured (every delivery then answers 503: nothing could check it).
+    let clientID: String?
+    /// The clock the `Timestamp` header is checked against (tests move it).
+    let now: @Sendable () -> Date
+
+    /// Smokeball gives no replay window (FACTS.md); five minutes each way.
+    public static let timestampTolerance: Int64 = 5 * 60 * 10_000_000
+    /// Deliveries are small JSON envelopes; nginx refuses larger bodies first.
+    public static let maxBodyBytes = 256 * 1024
+
+    public init(
+        database: Database, vault: TokenVault, clientID: String?, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.database = database
+        self.vault = vault
+        self.clientID = clientID
+        self.now = now
+    }
+
+    public init(configuration: Configuration) throws {
+        self.init(
+            database: Database(
+                url: configuration.databaseURL, applicationName: "casehug-webhooks",
+                options: configuration.databaseOptions),
+            vault: try TokenVault(configuration: configuration),
+            clientID: try SmokeballConfiguration.fromEnvironment().credentials?.clientID)
+    }
+
+    /// Why a delivery's signature was refused: what the log says (the answer is one 401 for all).
+    enum Rejection: String, Error {
+        case signatureMissing = "signature_missing"
+        case signatureMismatch = "signature_mismatch"
+        case timestampSkew = "timestamp_skew"
+    }
+
+    static let unauthorized = HTTPError(
+        .unauthorized, code: "invalid_signature", "The delivery's signature is not valid")
+
+    public func handle(_ request: Request, _ context: RequestContext) throws -> Response {
+        guard request.method == "POST" else { throw HTTPError.methodNotAllowed(allowed: ["POST"]) }
+        guard request.body.count <= Self.maxBodyBytes else {
+            throw HTTPError(
+                .payloadTooLarge, code: "payload_too_large", "Request body exceeds \(Self.maxBodyBytes) bytes")
+        }
+        let envelope = try WebhookEnvelope(try request.jsonObject())
+        guard let clientID else { throw ConnectHandler.notConfigured }
+        let signed = SignedHeaders(request)
+        let outcome = try database.transaction { connection -> Outcome in
+            guard
+                let row = try connection.execute(
+                    "SELECT firm_id, webhook_secret, previous_webhook_secret FROM app_webhook_connection($1)",
+                    [envelope.accountID]
+                ).first
+            else {
+                try connection.execute(
+                    "SELECT app_record_ignored_webhook($1, $2)", [envelope.accountID, envelope.type])
+                return .ignored
+            }
+            let firmID = try row.uuid("firm_id")
+            let firm = firmID.uuidString.lowercased()
+            let delivery: SignedHeaders.Verified
+            switch signed.verify(now: now(), clientID: clientID, keys: try keys(row, firmID: firmID, log: context.log))
+            {
+            case .success(let verified): delivery = verified
+            case .failure(let rejection):
+                context.log.warning(
+                    "webhook_rejected", ["reason": rejection.rawValue, "firm_id": firm, "event_type": envelope.type])
+                throw Self.unauthorized
+            }
+            guard let eventID = try Self.record(connection, envelope, delivery) else { return .duplicate(firm) }
+            let jobID = try JobQueue.enqueue(
+                connection, kind: InboundJobs.processWebhookEvent, key: InboundJobs.eventKey(eventID),
+                payload: WebhookEventPayload(eventID: eventID))
+            return .recorded(firm, eventID, jobID)
+        }
+        switch outcome {
+        case .ignored:
+            context.log.info("webhook_ignored", ["account_id": envelope.accountID, "event_type": envelope.type])
+        case .duplicate(let firm):
+            context.log.info("webhook_duplicate", ["firm_id": firm, "event_type": envelope.type])
+        case .recorded(let firm, let eventID, let jobID):
+            context.log.info(
+                "webhook_received",
+                [
+                    "firm_id": firm, "event_type": envelope.type, "event_id": eventID.uuidString.lowercased(),
+                    "job_id": jobID.uuidString.lowercased(),
+                ])
+        }
+        return Response.json(["status": outcome.status])
+    }
+
+    enum Outcome {
+        case ignored
+        case duplicate(String)
+        case recorded(String, UUID, UUID)
+
+        var status: String {
+            switch self {
+            case .ignored: "ignored"
+            case .duplicate: "duplicate"
+            case .recorded: "accepted"
+            }
+        }
+    }
+
+    /// The keys a delivery may be signed with: the current one, and the one before the last
+    /// reconnect while its grace period lasts (the database returns it only then). A key that
+    /// does not open is not a key: logged, and deliveries signed with it fail.
+    func keys(_ row: Row, firmID: UUID, log: Logger) throws -> [[UInt8]] {
+        var keys: [[UInt8]] = []
+        for (name, column) in [
+            ("webhook_secret", TokenVault.Column.webhookSecret),
+            ("previous_webhook_secret", TokenVault.Column.previousWebhookSecret),
+        ] {
+            guard let sealed = try row.optionalBytes(name) else { continue }
+            guard let key = try? vault.open(sealed, firmID: firmID, platform: "smokeball", column: column) else {
+                log.error(
+                    "webhook_key_unreadable", ["firm_id": firmID.uuidString.lowercased(), "column": name])
+                continue
+            }
+            keys.append(Array(key.utf8))
+        }
+        return keys
+    }
+
+    /// Inserts the event unless it is a duplicate; its id when inserted. The unique dedupe key
+    /// settles concurrent duplicates (one insert wins, the others do nothing).
+    static func record(_ connection: Connection, _ envelope: WebhookEnvelope, _ delivery: SignedHeaders.Verified)
+        throws -> UUID?
+    {
+        try connection.execute(
+            """
+            INSERT INTO smokeball_webhook_events (
+                firm_id, event_type, resource_type, resource_id, payload, subscription_id, smokeball_request_id,
+                event_timestamp_ticks, dedupe_key)
+            SELECT app_current_firm(), $1, $2, $3, $4::jsonb, $5, $6, $7, $8
+            WHERE NOT EXISTS (
+                SELECT 1 FROM smokeball_webhook_events e
+                WHERE e.firm_id = app_current_firm() AND e.smokeball_request_id = $6 AND e.event_type = $1
+                    AND e.subscription_id = $5 AND e.event_timestamp_ticks = $7
+                    AND e.resource_id IS NOT DISTINCT FROM $3)
+            ON CONFLICT (firm_id, dedupe_key) DO NOTHING
+            RETURNING id
+            """,
+            [
+                envelope.type, envelope.resourceType, envelope.resourceID, envelope.payloadJSON,
+                envelope.subscriptionID, delivery.requestID, envelope.timestamp, delivery.dedupeKey,
+            ]
+        ).first?.uuid("id")
+    }
+}
+
+/// The delivery headers Smokeball signs.
+struct SignedHeaders {
+    let signature: String?
+    let timestamp: String?
+    let requestID: String?
+
+    init(signature: String?, timestamp: String?, requestID: String?) {
+        self.signature = signature
+        self.timestamp = timestamp
+        self.requestID = requestID
+    }
+
+    init(_ request: Request) {
+        self.init(
+            signature: request.header("Signature"), timestamp: request.header("Timestamp"),
+            requestID: request.header("RequestId"))
+    }
+
+    /// A delivery whose signature checked out.
+    struct Verified {
+        let requestID: String
+        let ticks: Int64
+        /// Only signed values: another body under the same headers is the same delivery.
+        var dedupeKey: String { "\(requestID)|\(ticks)" }
+    }
+
+    /// `Signature` must be the lowercase hex HMAC-SHA256 of `Timestamp|RequestId|ClientId` under
+    /// one of `keys`, and `Timestamp` (.NET ticks) within the tolerance of `now`, edges included.
+    func verify(now: Date, clientID: String, keys: [[UInt8]]) -> Result<Verified, WebhooksHandler.Rejection> {
+        guard let signature, !signature.isEmpty, let timestamp, let requestID, !requestID.isEmpty,
+            requestID.utf8.count <= 200
+        else { return .failure(.signatureMissing) }
+        guard timestamp.utf8.count <= 19, timestamp.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            let ticks = Int64(timestamp)
+        else { return .failure(.signatureMismatch) }
+        let message = Array("\(timestamp)|\(requestID)|\(clientID)".utf8)
+        let presented = Array(signature.utf8)
+        // Every key is tried, so the time taken does not say which one matched.
+        var matched = false
+        for key in keys {
+            let expected = Array(Hex.encode(HMACSHA256.authenticate(message, key: key)).utf8)
+            if ConstantTime.equals(expected, presented) { matched = true }
+        }
+        guard matched else { return .failure(.signatureMismatch) }
+        // After the signature: a skew is then Smokeball's clock (or an old capture), worth telling apart.
+        let (difference, overflow) = DotNetTicks.from(now).subtractingReportingOverflow(ticks)
+        guard !overflow, difference.magnitude <= UInt64(WebhooksHandler.timestampTolerance) else {
+            return .failure(.timestampSkew)
+        }
+        return .success(Verified(requestID: requestID, ticks: ticks))
+    }
+}
+
+/// Smokeball's notification body: `{accountId, userId?, subscriptionId, type, source, payload,
+/// timestamp}` (FACTS.md). Every listed field is required; a body without one is refused.
+struct WebhookEnvelope {
+    let accountID: String
+    let subscriptionID: String
+    let type: String
+    let source: String
+    let payloadJSON: String
+    /// The event's .NET ticks (not the send time of the `Timestamp` header).
+    let timestamp: Int64
+    /// What the event names, when the payload says: `matter` of `matter.updated`, or an `error`
+    /// event's `resourceName`; the payload's `id` (an `error` event's `resourceId`).
+    let resourceType: String?
+    let resourceID: String?
+
+    static func invalid(_ message: String) -> HTTPError {
+        HTTPError(.badRequest, code: "invalid_webhook", message)
+    }
+
+    init(_ body: [String: Any]) throws(HTTPError) {
+        func text(_ name: String) throws(HTTPError) -> String {
+            guard let value = body[name] as? String, !value.isEmpty, value.utf8.count <= 200 else {
+                throw Self.invalid("\(name) must be a non-empty string")
+            }
+            return value
+        }
+        accountID = try text("accountId")
+        subscriptionID = try text("subscriptionId")
+        type = try text("type")
+        source = try text("source")
+        guard let raw = body["timestamp"], JSONBoolean.value(raw) == nil, let ticks = raw as? Int64, ticks > 0 else {
+            throw Self.invalid("timestamp must be .NET ticks")
+        }
+        timestamp = ticks
+        guard let payload = body["payload"] as? [String: Any],
+            let data = try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])
+        else { throw Self.invalid("payload must be an object") }
+        payloadJSON = String(decoding: data, as: UTF8.self)
+        if type == "error" {
+            resourceType = payload["resourceName"] as? String
+            resourceID = payload["resourceId"] as? String
+        } else {
+            resourceType = type.split(separator: ".", maxSplits: 1).first.map(String.init)
+            resourceID = payload["id"] as? String
+        }
+    }
+}

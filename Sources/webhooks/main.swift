@@ -1,0 +1,3 @@
+import Integration
+
+Route.serve(WebhooksHandler.init(configuration:))
