@@ -280,6 +280,28 @@ import Testing
         #expect(files.first?.content == (try original("demo/d1/financial-statement.xlsx")))
         #expect(try count("SELECT count(*)::bigint AS n FROM sb_folders WHERE name = 'CaseHug'") == 1)
 
+        // Closing the matter in Smokeball, as a firm user would: the webhook reaches the route,
+        // the worker re-reads the matter, and the CaseHug matter is closed (issue #13).
+        let smokeballMatter = try sandbox.execute(
+            "SELECT id::text AS id, account_id::text AS account FROM sb_matters WHERE external_system_id = $1",
+            [matterID]
+        ).single()
+        let adminURL = try #require(demo["SANDBOX_ADMIN_URL"])
+        let closed = try http.send(
+            HTTPRequest(
+                method: "POST",
+                url: adminURL + "/accounts/\(try smokeballMatter.string("account"))/matters/"
+                    + (try smokeballMatter.string("id")) + "/status",
+                headers: [("Content-Type", "application/json")], body: Array(#"{"status":"Closed"}"#.utf8)))
+        #expect(closed.status == 200)
+        let closedAt = Date()
+        try waitUntil("the CaseHug matter to follow Smokeball's status") {
+            try host.execute("SELECT status FROM matters WHERE id = $1::uuid", [matterID]).single().string("status")
+                == "closed"
+        }
+        print(
+            "Smokeball status change to CaseHug: \(String(format: "%.2f", Date().timeIntervalSince(closedAt))) s")
+
         // Editing the client's phone in CaseHug updates the Smokeball contact.
         try host.execute("UPDATE clients SET phone = '+1 555 010 0199' WHERE id = $1::uuid", [clientID])
         try waitUntil("the contact's new phone in the sandbox") {
