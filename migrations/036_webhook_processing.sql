@@ -8,8 +8,7 @@ ALTER TABLE smokeball_webhook_events ADD COLUMN status text CHECK (
     status IN ('applied', 'echo', 'stale', 'ignored', 'failed'));
 ALTER TABLE smokeball_webhook_events ADD CONSTRAINT smokeball_webhook_events_processed_status CHECK (
     NOT processed OR status IS NOT NULL);
-CREATE INDEX smokeball_webhook_events_request_idx ON smokeball_webhook_events (firm_id, smokeball_request_id)
-    WHERE smokeball_request_id IS NOT NULL;
+-- Events are found by their request id through 035's smokeball_webhook_events_request_idx.
 
 -- The Smokeball versionId of the matter state last applied from Smokeball (or read back). Smokeball
 -- says a versionId can be passed as UpdatedSince, i.e. it is .NET ticks of the change: ordered.
