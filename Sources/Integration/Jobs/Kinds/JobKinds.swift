@@ -39,6 +39,7 @@ public enum JobKinds {
             PullMattersJob(tokens: tokens),
             // Automatic sync (migration 033): a linked client's changes pushed to its contact.
             PushContactJob(tokens: tokens),
+            ImportMattersJob(tokens: tokens, matterTypes: MatterTypeResolver(database: database)),
         ]
     }
 }
