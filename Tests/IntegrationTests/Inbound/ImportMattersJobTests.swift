@@ -221,4 +221,69 @@ import Testing
             #expect(response.status.code == 503)
         }
     }
+    @Test(
+        "the real worker killed while a page of matters is read: a new worker resumes, and each matter and contact is imported once"
+    )
+    func resumesAfterACrash() throws {
+        try MatterSyncFixture.with { fixture in
+            let account = fixture.sandbox.accountID
+            for (what, count) in [("contacts", 1100), ("matters", 1200)] {
+                let seeded = try fixture.sandbox.service.send(
+                    "POST", "/_sandbox/accounts/\(account)/\(what)/seed",
+                    body: SmokeballSandbox.json(["count": count]), contentType: "application/json",
+                    base: fixture.sandbox.url)
+                try #require(seeded.status == 201)
+            }
+            // Every page read is held 4 s: the kill lands inside the second, after the first page's commit.
+            try fixture.sandbox.addFault(["path_prefix": "/matters", "latency_ms": 4000])
+            let first = try SyncWorkerProcess(fixture, settleSeconds: 1)
+            let job = try fixture.enqueue(
+                ImportMattersJob.kind, key: ImportMattersJob.key, payload: [String: String](), priority: .bulk)
+            try Processes.waitFor("the first page to be imported", timeout: 60) {
+                try fixture.seed.connection.execute("SELECT count(*) AS n FROM matters").single().int("n") > 0
+            }
+            Thread.sleep(forTimeInterval: 0.5)
+            let before = try fixture.seed.connection.execute("SELECT count(*) AS n FROM matters").single().int("n")
+            first.kill9()
+            try fixture.sandbox.clearFaults()
+            let second = try SyncWorkerProcess(fixture, settleSeconds: 1)
+            defer { second.stop() }
+            try Processes.waitFor("the import to succeed after the crash", timeout: 120) {
+                let status = try fixture.seed.connection.execute("SELECT status FROM jobs WHERE id = $1", [job])
+                    .single().string("status")
+                if status == "dead" { throw HarnessError("the job died: \(second.logText)") }
+                return status == "succeeded"
+            }
+            let row = try fixture.seed.connection.execute(
+                "SELECT result::text AS result, attempts FROM jobs WHERE id = $1", [job]
+            ).single()
+            let result = try #require(
+                try JSONSerialization.jsonObject(with: Data(row.string("result").utf8)) as? [String: Any])
+            let imported = try #require(result["imported"] as? Int)
+            let linked = try #require(result["skipped_linked"] as? Int)
+            let other = try #require(result["skipped_other_area"] as? Int)
+            print(
+                "import after a crash: \(before) matters before the kill, result \(result), attempts \(try row.int("attempts"))"
+            )
+            #expect(try row.int("attempts") == 2)
+            #expect(result["total"] as? Int == 1200)
+            #expect(imported + linked + other == 1200)
+            // The first page was kept, not made again.
+            #expect(linked == before)
+            #expect(before > 0 && before < 1200)
+            let counts = try fixture.seed.connection.execute(
+                """
+                SELECT (SELECT count(*) FROM matters) AS matters,
+                       (SELECT count(DISTINCT smokeball_matter_id) FROM matters) AS smokeball_matters,
+                       (SELECT count(*) FROM clients) AS clients,
+                       (SELECT count(DISTINCT smokeball_contact_id) FROM clients) AS contacts,
+                       (SELECT count(*) FROM matters WHERE client_id IS NULL) AS without_client
+                """
+            ).single()
+            #expect(try counts.int("matters") == imported + linked)
+            #expect(try counts.int("smokeball_matters") == counts.int("matters"))
+            #expect(try counts.int("clients") == counts.int("contacts"))
+            #expect(try counts.int("without_client") == 0)
+        }
+    }
 }
