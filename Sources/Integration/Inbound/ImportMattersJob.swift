@@ -204,7 +204,7 @@ public struct ImportMattersJob: JobHandler {
             try connection.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('import_matters'), hashtext(app_current_firm()::text))")
             var known = try Self.known(connection, matters)
-            var writer = PageWriter()
+            var writer = try PageWriter(connection, candidatesFor: Array(contacts.values))
             for matter in matters {
                 if let skip = Self.skip(matter, known, mapping) {
                     switch skip {
@@ -224,7 +224,7 @@ public struct ImportMattersJob: JobHandler {
                     if let linked = known.clients[contactID] {
                         clientID = linked
                     } else if let contact = contacts[contactID] {
-                        let client = try writer.client(for: contact, contactID: contactID, connection, counts: &counts)
+                        let client = writer.client(for: contact, contactID: contactID, counts: &counts)
                         known.clients[contactID] = client
                         clientID = client
                     }
@@ -410,35 +410,63 @@ struct PageWriter {
     var matters: [NewMatter] = []
     /// Existing clients linked in this page already (not candidates for another contact).
     var taken = Set<UUID>()
+    /// The firm's unlinked clients a page's contacts may be: by id (a contact's
+    /// `externalSystemId`), and by lowercased email, oldest first. Read in two queries per page,
+    /// not one per contact.
+    let unlinkedByID: Set<UUID>
+    let unlinkedByEmail: [String: [UUID]]
+
+    init(_ connection: Connection, candidatesFor contacts: [SmokeballContact]) throws {
+        let ids = Set(contacts.compactMap { $0.externalSystemId.flatMap(UUID.init(uuidString:)) })
+        var byID = Set<UUID>()
+        if !ids.isEmpty {
+            for row in try connection.execute(
+                """
+                SELECT id FROM clients
+                WHERE firm_id = app_current_firm() AND smokeball_contact_id IS NULL
+                  AND id IN (SELECT x::uuid FROM jsonb_array_elements_text($1::jsonb) x)
+                """, [try ImportMattersJob.json(ids.map { $0.uuidString.lowercased() })]
+            ).rows {
+                byID.insert(try row.uuid("id"))
+            }
+        }
+        let emails = Set(contacts.compactMap(Self.email))
+        var byEmail: [String: [UUID]] = [:]
+        if !emails.isEmpty {
+            for row in try connection.execute(
+                """
+                SELECT id, lower(email) AS email FROM clients
+                WHERE firm_id = app_current_firm() AND smokeball_contact_id IS NULL
+                  AND lower(email) IN (SELECT jsonb_array_elements_text($1::jsonb))
+                ORDER BY created_at, id
+                """, [try ImportMattersJob.json(emails.sorted())]
+            ).rows {
+                byEmail[try row.string("email"), default: []].append(try row.uuid("id"))
+            }
+        }
+        unlinkedByID = byID
+        unlinkedByEmail = byEmail
+    }
+
+    static func email(_ contact: SmokeballContact) -> String? {
+        ContactSync.trimmed(contact.person?.email ?? contact.company?.email)?.lowercased()
+    }
 
     /// The CaseHug client for a contact no client is linked to: the firm's client whose id is the
     /// contact's `externalSystemId` (a contact CaseHug created), else the oldest unlinked client
     /// with the same email (ignoring case), else a new one.
     mutating func client(
-        for contact: SmokeballContact, contactID: String, _ connection: Connection,
-        counts: inout ImportMattersJob.Counts
-    ) throws -> UUID {
+        for contact: SmokeballContact, contactID: String, counts: inout ImportMattersJob.Counts
+    ) -> UUID {
         if let external = contact.externalSystemId.flatMap(UUID.init(uuidString:)), !taken.contains(external),
-            try connection.execute(
-                """
-                SELECT 1 FROM clients
-                WHERE firm_id = app_current_firm() AND id = $1::uuid AND smokeball_contact_id IS NULL
-                """, [external]
-            ).rowCount == 1
+            unlinkedByID.contains(external)
         {
             return link(external, contactID, .externalSystemID, counts: &counts)
         }
-        if let email = ContactSync.trimmed(contact.person?.email ?? contact.company?.email)?.lowercased() {
-            for row in try connection.execute(
-                """
-                SELECT id FROM clients
-                WHERE firm_id = app_current_firm() AND smokeball_contact_id IS NULL AND lower(email) = $1
-                ORDER BY created_at, id
-                """, [email]
-            ).rows {
-                let id = try row.uuid("id")
-                if !taken.contains(id) { return link(id, contactID, .email, counts: &counts) }
-            }
+        if let email = Self.email(contact),
+            let id = unlinkedByEmail[email]?.first(where: { !taken.contains($0) })
+        {
+            return link(id, contactID, .email, counts: &counts)
         }
         let (first, last, email, phone) = Self.fields(contact)
         let id = UUID()
