@@ -327,8 +327,9 @@ enum SyncRequest: Equatable {
     case syncMatters([UUID])
     case syncAll
     case pullMatters
+    case importMatters
 
-    static let actions = ["sync_matter", "sync_matters", "sync_all", "pull_matters"]
+    static let actions = ["sync_matter", "sync_matters", "sync_all", "pull_matters", "import_matters"]
 
     init(body: [String: Any]) throws(HTTPError) {
         var action = "sync_matter"
@@ -376,6 +377,8 @@ enum SyncRequest: Equatable {
             self = .syncMatters(ids)
         case "sync_all":
             self = .syncAll
+        case "import_matters":
+            self = .importMatters
         default:
             self = .pullMatters
         }
@@ -388,7 +391,7 @@ enum SyncRequest: Equatable {
     /// Bulk syncs are the firm admins'.
     var needsFirmAdmin: Bool {
         switch self {
-        case .syncMatters, .syncAll: true
+        case .syncMatters, .syncAll, .importMatters: true
         case .syncMatter, .pullMatters: false
         }
     }
@@ -400,7 +403,7 @@ enum SyncRequest: Equatable {
         switch self {
         case .syncMatter(let id): ids = [id]
         case .syncMatters(let list): ids = list
-        case .syncAll, .pullMatters: return
+        case .syncAll, .pullMatters, .importMatters: return
         }
         // Ids travel as one comma-separated text (no array parameters here); each is a UUID.
         let missing = try connection.execute(
@@ -437,6 +440,8 @@ enum SyncRequest: Equatable {
             try JobQueue.enqueue(
                 connection, kind: SyncJobs.pullMatters, key: SyncJobs.firmKey, payload: [String: String](),
                 priority: .interactive)
+        case .importMatters:
+            try ImportMattersJob.enqueue(connection)
         }
     }
 }

@@ -9,6 +9,8 @@ public struct ContactLink: Sendable, Equatable, Encodable {
         case phoneLastName = "phone_last_name"
         case created
         case externalSystemID = "external_system_id"
+        /// Made by the import of existing Smokeball matters, for that contact.
+        case imported
     }
 
     /// The CaseHug client.

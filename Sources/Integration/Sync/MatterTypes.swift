@@ -38,17 +38,21 @@ public struct MatterTypeResolver: MatterTypeResolving {
     public func resolve(_ request: MatterTypeRequest, scope: any TenantScope, session: SmokeballSession) throws
         -> ResolvedMatterType
     {
+        let (settings, catalogue) = try types(scope: scope, session: session)
+        return try Self.choose(request, mapping: settings.caseTypeMappings[request.caseType], in: catalogue)
+    }
+
+    /// The firm's settings and its matter types for its location: the cached row while it is
+    /// fresh, else fetched and stored. The import's reverse mapping reads the same types.
+    func types(scope: any TenantScope, session: SmokeballSession) throws -> (IntegrationSettings, Catalogue) {
         let (settings, cached) = try database.transaction { connection in
             _ = try scope.enter(connection)
             return (try IntegrationSettings.current(connection), try Self.cached(connection))
         }
-        let catalogue: Catalogue
         if let cached, cached.age < ttl, cached.sameAccount, cached.serves(settings.location) {
-            catalogue = cached
-        } else {
-            catalogue = try fetch(location: settings.location, scope: scope, session: session)
+            return (settings, cached)
         }
-        return try Self.choose(request, mapping: settings.caseTypeMappings[request.caseType], in: catalogue)
+        return (settings, try fetch(location: settings.location, scope: scope, session: session))
     }
 
     // MARK: Choosing

@@ -60,8 +60,11 @@ public struct SmokeballMatter: Decodable, Sendable, Equatable {
 
     public var id: String?
     public var number: String?
+    /// Computed by Smokeball (no writable title); the import takes it as the CaseHug title.
+    public var title: String?
     public var description: String?
     public var status: String?
+    public var isLead: Bool?
     public var matterType: Reference?
     public var clients: [Reference]?
     public var externalSystemId: String?

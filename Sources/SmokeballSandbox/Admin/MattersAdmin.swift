@@ -8,8 +8,9 @@ import PostgreSQL
 ///     POST /_sandbox/accounts/{accountId}/matters/seed          {count}  → 201 {accountId, count}
 ///     POST /_sandbox/accounts/{accountId}/matters/{id}/status   {status} → 200 {id, status}
 ///
-/// Seeding fills an account with fictional matters for paging and sync tests: visible at once
-/// and without events, as if they predated the integration. A status change acts as a firm user
+/// Seeding fills an account with fictional matters for paging, sync and import tests: visible at
+/// once and without events, as if they predated the integration; of the matter types of the
+/// account's state, each with a client among the account's contacts (seed those first). A status change acts as a firm user
 /// in Smokeball itself, so its events have source Smokeball and no RequestId.
 struct MattersAdmin: SandboxAdminExtension {
     let database: Database
@@ -63,10 +64,19 @@ struct MattersAdmin: SandboxAdminExtension {
                 WITH types AS (
                     SELECT array_agg(id ORDER BY location, category, name, id) AS ids FROM sb_matter_types
                     WHERE region = $2 AND type = 0 AND NOT is_deleted
+                      AND location = coalesce((SELECT state FROM sb_accounts WHERE id = $1), location)
+                ),
+                -- The account's contacts, in the order they were seeded: each matter's client is one
+                -- of them (a client in every fourth pair has two matters), none when there are none.
+                contacts AS (
+                    SELECT array_agg(id ORDER BY created_at, id) AS ids FROM sb_contacts
+                    WHERE account_id = $1 AND NOT is_deleted AND type IN ('Person', 'Organisation')
                 ),
                 start AS (SELECT count(*) AS n FROM sb_matters WHERE account_id = $1),
                 seeded AS (
                     SELECT g, s.n + g AS seq, t.ids[1 + (g * 7) % array_length(t.ids, 1)] AS type_id,
+                           CASE WHEN c.ids IS NULL THEN '{}'::uuid[]
+                                ELSE ARRAY[c.ids[1 + ((g - 1) * 3 / 4) % array_length(c.ids, 1)]] END AS client_ids,
                            (ARRAY['Open', 'Open', 'Open', 'Open', 'Pending', 'Closed', 'Open', 'Cancelled'])[1 + g % 8]
                                AS status,
                            (ARRAY['Smith', 'Nguyen', 'Garcia', 'Okafor', 'Kowalski', 'Patel', 'O''Brien', 'Rossi',
@@ -74,13 +84,13 @@ struct MattersAdmin: SandboxAdminExtension {
                                   'Novak', 'Murphy', 'Singh', 'Dubois', 'Kim', 'Silva', 'Walsh', 'Ibrahim'])[1 + g % 24]
                                AS client,
                            $3::timestamptz - make_interval(days => g % 1500) AS opened
-                    FROM generate_series(1, $4::int) AS g, types t, start s
+                    FROM generate_series(1, $4::int) AS g, types t, contacts c, start s
                     WHERE t.ids IS NOT NULL
                 )
-                INSERT INTO sb_matters (id, account_id, version_id, number, matter_type_id, status, is_lead, description,
-                                        doc, created_at, updated_at, visible_at)
+                INSERT INTO sb_matters (id, account_id, version_id, number, matter_type_id, client_ids, status, is_lead,
+                                        description, doc, created_at, updated_at, visible_at)
                 SELECT gen_random_uuid(), $1, gen_random_uuid(), 'SB-' || lpad(x.seq::text, 6, '0'), x.type_id,
-                       x.status, false, x.client || ' - ' || mt.name,
+                       x.client_ids, x.status, false, x.client || ' - ' || mt.name,
                        jsonb_build_object(
                            'clientRole', mt.representative_options[1], 'otherSideRole', mt.representative_options[2],
                            'openedDate', to_char(x.opened AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),

@@ -103,6 +103,7 @@ struct MatterSyncFixture {
         switch kind {
         case SyncJobs.syncMatter: SyncMatterJob(tokens: tokens, syncer: syncer())
         case SyncJobs.syncMatters: BulkSyncJob(tokens: tokens, syncer: syncer())
+        case ImportMattersJob.kind: ImportMattersJob(tokens: tokens, matterTypes: MatterTypeResolver(database: work))
         default: PullMattersJob(tokens: tokens)
         }
     }

@@ -40,6 +40,7 @@ public enum JobKinds {
             // Automatic sync (migration 033): a linked client's changes pushed to its contact.
             PushContactJob(tokens: tokens),
             WebhookEventJob(tokens: tokens),
+            ImportMattersJob(tokens: tokens, matterTypes: MatterTypeResolver(database: database)),
         ]
     }
 }
