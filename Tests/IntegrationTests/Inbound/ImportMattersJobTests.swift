@@ -236,7 +236,7 @@ import Testing
             }
             // Every page read is held 4 s: the kill lands inside the second, after the first page's commit.
             try fixture.sandbox.addFault(["path_prefix": "/matters", "latency_ms": 4000])
-            let first = try SyncWorkerProcess(fixture, settleSeconds: 1)
+            let first = try KillableWorker.sync(fixture, settleSeconds: 1)
             let job = try fixture.enqueue(
                 ImportMattersJob.kind, key: ImportMattersJob.key, payload: [String: String](), priority: .bulk)
             try Processes.waitFor("the first page to be imported", timeout: 60) {
@@ -246,8 +246,8 @@ import Testing
             let before = try fixture.seed.connection.execute("SELECT count(*) AS n FROM matters").single().int("n")
             first.kill9()
             try fixture.sandbox.clearFaults()
-            let second = try SyncWorkerProcess(fixture, settleSeconds: 1)
-            defer { second.stop() }
+            let second = try KillableWorker.sync(fixture, settleSeconds: 1)
+            defer { try? second.stop() }
             try Processes.waitFor("the import to succeed after the crash", timeout: 120) {
                 let status = try fixture.seed.connection.execute("SELECT status FROM jobs WHERE id = $1", [job])
                     .single().string("status")

@@ -26,28 +26,15 @@ import Testing
             #expect(try pending[0].string("status") == "pending")
             let jobID = try pending[0].uuid("id")
 
-            let worker = Process()
-            worker.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent("worker")
-            worker.arguments = ["--workers", "1"]
-            worker.environment = flow.sandbox.environment([
-                "DATABASE_URL": flow.sandbox.database.workerURL, "PATH": "/usr/bin:/bin",
-                "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
-                "SMOKEBALL_WEBHOOK_URL": ConnectionFlow.redirects.webhookURL,
-            ])
-            let logPath = NSTemporaryDirectory() + "casehug-worker-" + ServiceDatabase.randomSuffix() + ".log"
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-            let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-            worker.standardError = log
-            worker.standardOutput = log
-            try worker.run()
-            defer {
-                if worker.isRunning { worker.terminate() }
-                worker.waitUntilExit()
-                try? FileManager.default.removeItem(atPath: logPath)
-            }
-            // What the worker said, when something below fails.
-            func workerLog() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-            defer { if (try? flow.subscriptions().count) != 1 { print(workerLog()) } }
+            let worker = try KillableWorker(
+                executable: "worker", arguments: ["--workers", "1"],
+                environment: flow.sandbox.environment([
+                    "DATABASE_URL": flow.sandbox.database.workerURL, "PATH": "/usr/bin:/bin",
+                    "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
+                    "SMOKEBALL_WEBHOOK_URL": ConnectionFlow.redirects.webhookURL,
+                ]))
+            defer { try? worker.stop() }
+            defer { if (try? flow.subscriptions().count) != 1 { print(worker.logText) } }
             try Processes.waitFor("the ensure job to finish", timeout: 60) {
                 let status = try flow.seed.connection.execute("SELECT status FROM jobs WHERE id = $1", [jobID]).single()
                     .string("status")
@@ -57,7 +44,7 @@ import Testing
                 "SELECT status, result->>'subscription_id' AS id, (result->>'created')::boolean AS created FROM jobs WHERE id = $1",
                 [jobID]
             ).single()
-            #expect(try job.string("status") == "succeeded", "\(workerLog())")
+            #expect(try job.string("status") == "succeeded", "\(worker.logText)")
             #expect(try job.optionalBool("created") == true)
             let subscriptions = try flow.subscriptions()
             #expect(subscriptions.count == 1)

@@ -346,52 +346,18 @@ struct DocumentsFixture {
     }
 }
 
-/// `job-test-worker` running `test_documents` (MatterDocumentSync inside the real worker
-/// runtime) for the fixture's firm, so a test can SIGKILL it mid-request.
-final class DocumentsWorker {
-    let process = Process()
-    let log: URL
-
-    init(_ fixture: DocumentsFixture, settleSeconds: Int) throws {
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory)
-            .appendingPathComponent("job-test-worker")
-        process.arguments = ["--workers", "1", "--lease-seconds", "2", "--backoff-seconds", "1"]
-        process.environment = fixture.flow.sandbox.environment([
-            "DATABASE_URL": fixture.flow.sandbox.database.workerURL, "PATH": "/usr/bin:/bin",
-            "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
-            "STORAGE_ROOT": fixture.storageRoot, "SYNC_SETTLE_SECONDS": String(settleSeconds),
-        ])
-        log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("docs-worker-\(UUID()).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardError = handle
-        process.standardOutput = handle
-        try process.run()
-    }
-
-    deinit {
-        kill9()
-        try? FileManager.default.removeItem(at: log)
-    }
-
-    var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-
-    /// The supervisor and its workers, at once, as a crash would take them.
-    func kill9() {
-        guard process.isRunning else { return }
-        let children = Processes.childPIDs(of: process.processIdentifier)
-        kill(process.processIdentifier, SIGKILL)
-        for child in children { kill(child, SIGKILL) }
-        process.waitUntilExit()
-        for child in children {
-            _ = try? Processes.waitFor("a worker to die", timeout: 10) { Processes.hasExited(child) }
-        }
-    }
-
-    func stop() throws {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        try Processes.waitFor("the worker to stop", timeout: 60) { !process.isRunning }
+extension KillableWorker {
+    /// `job-test-worker` running `test_documents` (MatterDocumentSync inside the real worker
+    /// runtime) for the fixture's firm, so a test can SIGKILL it mid-request.
+    static func documents(_ fixture: DocumentsFixture, settleSeconds: Int) throws -> KillableWorker {
+        try KillableWorker(
+            executable: "job-test-worker",
+            arguments: ["--workers", "1", "--lease-seconds", "2", "--backoff-seconds", "1"],
+            environment: fixture.flow.sandbox.environment([
+                "DATABASE_URL": fixture.flow.sandbox.database.workerURL, "PATH": "/usr/bin:/bin",
+                "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
+                "STORAGE_ROOT": fixture.storageRoot, "SYNC_SETTLE_SECONDS": String(settleSeconds),
+            ]))
     }
 }
 
@@ -443,7 +409,7 @@ final class DocumentsWorker {
                         "smokeball_matter_id": fixture.smokeballMatterID,
                     ], priority: .interactive, maxAttempts: 20)
             }
-            let first = try DocumentsWorker(fixture, settleSeconds: 4)
+            let first = try KillableWorker.documents(fixture, settleSeconds: 4)
             let condition =
                 switch step {
                 case .folderCreate: "resource = 'folder'"
@@ -463,7 +429,7 @@ final class DocumentsWorker {
             // The held request completes at the sandbox, as Smokeball would complete it.
             usleep(UInt32(Self.latencyMilliseconds) * 1000)
 
-            let second = try DocumentsWorker(fixture, settleSeconds: 4)
+            let second = try KillableWorker.documents(fixture, settleSeconds: 4)
             try Processes.waitFor("the rescued job to finish", timeout: 120) {
                 ["succeeded", "dead"].contains(try Self.jobStatus(fixture, job))
             }

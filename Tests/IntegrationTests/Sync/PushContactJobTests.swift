@@ -211,31 +211,19 @@ struct PushContactRig {
             #expect(try rig.pushJobs().map(\.status) == ["pending"])
             let before = (get: try rig.contactRequests("GET"), put: try rig.contactRequests("PUT"))
 
-            let worker = Process()
-            worker.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent("worker")
-            worker.arguments = ["--workers", "1"]
-            worker.environment = rig.sandbox.environment([
-                "DATABASE_URL": rig.sandbox.database.workerURL, "PATH": "/usr/bin:/bin",
-                "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
-                "SMOKEBALL_WEBHOOK_URL": ConnectionFlow.redirects.webhookURL,
-            ])
-            let logPath = NSTemporaryDirectory() + "casehug-worker-" + ServiceDatabase.randomSuffix() + ".log"
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-            let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-            worker.standardError = log
-            worker.standardOutput = log
-            try worker.run()
-            defer {
-                if worker.isRunning { worker.terminate() }
-                worker.waitUntilExit()
-                try? FileManager.default.removeItem(atPath: logPath)
-            }
-            func workerLog() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+            let worker = try KillableWorker(
+                executable: "worker", arguments: ["--workers", "1"],
+                environment: rig.sandbox.environment([
+                    "DATABASE_URL": rig.sandbox.database.workerURL, "PATH": "/usr/bin:/bin",
+                    "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
+                    "SMOKEBALL_WEBHOOK_URL": ConnectionFlow.redirects.webhookURL,
+                ]))
+            defer { try? worker.stop() }
             try Processes.waitFor("the push to finish", timeout: 60) {
                 let statuses = try rig.pushJobs().map(\.status)
                 return !statuses.contains("pending") && !statuses.contains("running")
             }
-            #expect(try rig.pushJobs().map(\.status) == ["succeeded"], "\(workerLog())")
+            #expect(try rig.pushJobs().map(\.status) == ["succeeded"], "\(worker.logText)")
             #expect(try rig.contactRequests("PUT") - before.put == 1)
             #expect(try rig.contactRequests("GET") - before.get == 1)
 
