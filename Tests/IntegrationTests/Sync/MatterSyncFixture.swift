@@ -130,6 +130,22 @@ struct MatterSyncFixture {
         let progress: JobProgress?
     }
 
+    /// Runs `kind`'s next attempts while they wait out the settle time (an earlier create, whose
+    /// answer was lost, may still land in Smokeball), and answers the first that does not wait,
+    /// with how many did.
+    func runPastSettleTime(_ kind: String) throws -> (attempt: Attempt, waits: Int) {
+        var attempt = try runNext(kind)
+        var waits = 0
+        while attempt.error != nil {
+            #expect(attempt.error?.message == "waiting for Smokeball to process an earlier request")
+            waits += 1
+            try #require(waits < 20)
+            Thread.sleep(forTimeInterval: 0.3)
+            attempt = try runNext(kind)
+        }
+        return (attempt, waits)
+    }
+
     /// Claims the next due job of `kind` and runs it here as the worker would, recording the
     /// outcome (a retry is due at once).
     func runNext(_ kind: String) throws -> Attempt {

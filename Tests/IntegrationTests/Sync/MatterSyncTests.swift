@@ -264,15 +264,7 @@ import Testing
             #expect(first.error?.message.contains("HTTP 503") == true)
             try fixture.sandbox.clearFaults()
             // Within the settle time the re-run waits rather than create a second matter.
-            var attempt = try fixture.runNext(SyncJobs.syncMatter)
-            var waits = 0
-            while attempt.error != nil {
-                #expect(attempt.error?.message == "waiting for Smokeball to process an earlier request")
-                waits += 1
-                try #require(waits < 20)
-                Thread.sleep(forTimeInterval: 0.3)
-                attempt = try fixture.runNext(SyncJobs.syncMatter)
-            }
+            let (attempt, waits) = try fixture.runPastSettleTime(SyncJobs.syncMatter)
             print("5xx then success: \(waits) waiting attempt(s) before the settle time passed")
             #expect(attempt.result?["matter"] as? String == "created")
             #expect(try fixture.matters(externalSystemID: matter).count == 1)
@@ -292,15 +284,7 @@ import Testing
             #expect(first.error?.retryable == true)
             #expect(first.status == .pending)
             try fixture.sandbox.clearFaults()
-            var attempt = try fixture.runNext(SyncJobs.syncMatter)
-            var waits = 0
-            while attempt.error != nil {
-                #expect(attempt.error?.message == "waiting for Smokeball to process an earlier request")
-                waits += 1
-                try #require(waits < 20)
-                Thread.sleep(forTimeInterval: 0.3)
-                attempt = try fixture.runNext(SyncJobs.syncMatter)
-            }
+            let attempt = try fixture.runPastSettleTime(SyncJobs.syncMatter).attempt
             #expect(attempt.result?["matter"] as? String == "created")
             #expect(try fixture.matters(externalSystemID: matter).count == 1)
             #expect(try fixture.contacts(externalSystemID: client).count == 1)
