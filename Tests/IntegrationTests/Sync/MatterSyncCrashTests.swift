@@ -128,8 +128,11 @@ extension KillableWorker {
         switch boundary {
         case .contactSearch:
             // The search is the first request: running for a moment means it has been sent.
+            // (started_at, not updated_at: heartbeats move updated_at every second.)
             let running = try connection.execute(
-                "SELECT status = 'running' AND now() - updated_at > interval '1 second' AS ready FROM jobs WHERE id = $1",
+                """
+                SELECT status = 'running' AND now() - started_at > interval '1 second' AS ready FROM jobs WHERE id = $1
+                """,
                 [job]
             ).single().bool("ready")
             return running
