@@ -262,15 +262,33 @@ public struct WebhookEventJob: JobHandler {
     }
 
     static func applyMatter(_ connection: Connection, _ smokeballID: String, _ state: MatterState) throws -> Result {
+        try applyMatterState(connection, smokeballID, state).result
+    }
+
+    /// A CaseHug matter's status that followed Smokeball (reconciliation records it as drift).
+    struct MatterDrift: Sendable, Equatable {
+        let matterID: UUID
+        let from: String
+        let to: String
+    }
+
+    /// Applies Smokeball's state to the linked matter (locked), unless it is older than the state
+    /// applied already; the drift when the status changed. Webhook events and reconciliation
+    /// both apply through here.
+    static func applyMatterState(_ connection: Connection, _ smokeballID: String, _ state: MatterState) throws
+        -> (result: Result, drift: MatterDrift?)
+    {
         guard let row = try linkedMatter(connection, smokeballID, lock: true) else {
-            return Result(status: .ignored, reason: "not_linked")
+            return (Result(status: .ignored, reason: "not_linked"), nil)
         }
         if isOlder(state.versionId, than: try row.optionalString("smokeball_version_id")) {
-            return Result(status: .stale, reason: nil)
+            return (Result(status: .stale, reason: nil), nil)
         }
         guard let status = caseHugStatus(state.status) else {
-            return Result(status: .ignored, reason: "unknown_status")
+            return (Result(status: .ignored, reason: "unknown_status"), nil)
         }
+        let matterID = try row.uuid("id")
+        let previous = try row.string("status")
         // `smokeball_sent.status` follows too, so the next sync does not send the old one back.
         try connection.execute(
             """
@@ -279,8 +297,9 @@ public struct WebhookEventJob: JobHandler {
                 smokeball_sent = CASE WHEN smokeball_sent ? 'status'
                     THEN jsonb_set(smokeball_sent, '{status}', to_jsonb($4::text)) ELSE smokeball_sent END
             WHERE firm_id = app_current_firm() AND id = $1::uuid
-            """, [try row.uuid("id"), status, state.versionId, status == "closed" ? "Closed" : "Open"])
-        return Result(status: .applied, reason: nil)
+            """, [matterID, status, state.versionId, status == "closed" ? "Closed" : "Open"])
+        let drift = previous == status ? nil : MatterDrift(matterID: matterID, from: previous, to: status)
+        return (Result(status: .applied, reason: nil), drift)
     }
 
     // MARK: Contacts
@@ -290,25 +309,55 @@ public struct WebhookEventJob: JobHandler {
     static func applyContact(_ connection: Connection, _ contactID: String, _ contact: SmokeballContact) throws
         -> Result
     {
-        if contact.isDeleted == true { return Result(status: .ignored, reason: "contact_deleted") }
-        guard let person = contact.person else { return Result(status: .ignored, reason: "not_a_person") }
+        try applyContactState(connection, contactID, contact).result
+    }
+
+    /// A CaseHug client that followed its Smokeball contact: which of its fields changed (names
+    /// only, never values: reconciliation records it as drift).
+    struct ClientDrift: Sendable, Equatable {
+        let clientID: UUID
+        let fields: [String]
+    }
+
+    /// Applies the contact to every client linked to it; the clients that changed. Webhook
+    /// events and reconciliation both apply through here.
+    static func applyContactState(_ connection: Connection, _ contactID: String, _ contact: SmokeballContact) throws
+        -> (result: Result, drift: [ClientDrift])
+    {
+        if contact.isDeleted == true { return (Result(status: .ignored, reason: "contact_deleted"), []) }
+        guard let person = contact.person else { return (Result(status: .ignored, reason: "not_a_person"), []) }
         let phone = [person.phone, person.cell].compactMap { $0 }.first { !$0.digits.isEmpty }.map {
             [$0.areaCode, $0.number].compactMap { PushContactJob.nonBlank($0) }.joined(separator: " ")
         }
-        try connection.execute(
+        let changed = try connection.execute(
             """
-            UPDATE clients SET first_name = coalesce($2, first_name), last_name = coalesce($3, last_name),
-                email = coalesce($4, email), phone = coalesce($5, phone), updated_at = now()
-            WHERE firm_id = app_current_firm() AND smokeball_contact_id = $1
-              AND (first_name, last_name, email, phone)
-                  IS DISTINCT FROM (coalesce($2, first_name), coalesce($3, last_name), coalesce($4, email),
-                                    coalesce($5, phone))
+            WITH old AS (
+                SELECT id, first_name, last_name, email, phone FROM clients
+                WHERE firm_id = app_current_firm() AND smokeball_contact_id = $1 FOR UPDATE
+            )
+            UPDATE clients c SET first_name = coalesce($2, c.first_name), last_name = coalesce($3, c.last_name),
+                email = coalesce($4, c.email), phone = coalesce($5, c.phone), updated_at = now()
+            FROM old
+            WHERE c.firm_id = app_current_firm() AND c.id = old.id
+              AND (c.first_name, c.last_name, c.email, c.phone)
+                  IS DISTINCT FROM (coalesce($2, c.first_name), coalesce($3, c.last_name), coalesce($4, c.email),
+                                    coalesce($5, c.phone))
+            RETURNING c.id, array_to_string(array_remove(ARRAY[
+                CASE WHEN c.first_name IS DISTINCT FROM old.first_name THEN 'first_name' END,
+                CASE WHEN c.last_name IS DISTINCT FROM old.last_name THEN 'last_name' END,
+                CASE WHEN c.email IS DISTINCT FROM old.email THEN 'email' END,
+                CASE WHEN c.phone IS DISTINCT FROM old.phone THEN 'phone' END], NULL), ',') AS fields
             """,
             [
                 contactID, PushContactJob.nonBlank(person.firstName), PushContactJob.nonBlank(person.lastName),
                 PushContactJob.nonBlank(person.email), phone,
-            ])
-        return Result(status: .applied, reason: nil)
+            ]
+        ).rows.map { row in
+            ClientDrift(
+                clientID: try row.uuid("id"),
+                fields: try row.string("fields").split(separator: ",").map(String.init))
+        }
+        return (Result(status: .applied, reason: nil), changed)
     }
 
     // MARK: Errors

@@ -40,6 +40,9 @@ public final class WorkerLoop {
     let handlers: [String: any JobHandler]
     let options: WorkerOptions
     let log: Logger
+    /// The kinds this worker also schedules, and when to ask them next.
+    let schedulers: [any ScheduledJobHandler]
+    private var nextSchedule = Date.distantPast
 
     public init(
         queue: JobQueue, work: Database, handlers: [any JobHandler], options: WorkerOptions, log: Logger
@@ -48,7 +51,9 @@ public final class WorkerLoop {
         self.work = work
         self.listenURL = queue.database.url
         self.listenOptions = queue.database.options
-        self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
+        let byKind = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
+        self.handlers = byKind
+        self.schedulers = byKind.keys.sorted().compactMap { byKind[$0] as? any ScheduledJobHandler }
         self.options = options
         self.log = log
     }
@@ -70,6 +75,7 @@ public final class WorkerLoop {
                     listener = connection
                 }
                 guard let listening = listener else { continue }
+                schedule()
                 if let job = try queue.claim(kinds: kinds, leaseSeconds: options.leaseSeconds) {
                     failures = 0
                     if execute(job) == .stopped { return }
@@ -89,9 +95,25 @@ public final class WorkerLoop {
         }
     }
 
-    /// Sleeps until a notification, the next job's due time, or a stop request.
+    /// Asks the scheduled kinds to enqueue what is due, once their time has come. A failure is
+    /// logged and asked again a minute later: it must not keep the worker from its other jobs.
+    private func schedule() {
+        guard !schedulers.isEmpty, Date() >= nextSchedule else { return }
+        do {
+            let delay = try schedulers.map { try $0.schedule(queue.database) }.min() ?? options.maximumIdleSeconds
+            nextSchedule = Date().addingTimeInterval(max(Self.shortestIdleWait, delay))
+        } catch {
+            nextSchedule = Date().addingTimeInterval(60)
+            log.warning("schedule_failed", ["error": String(describing: error), "retry_in_seconds": 60])
+        }
+    }
+
+    /// Sleeps until a notification, the next job's due time, the next scheduled time, or a stop
+    /// request.
     private func sleepUntilDue(_ listener: Connection) throws {
-        let due = try queue.nextDue(kinds: kinds)
+        let queued = try queue.nextDue(kinds: kinds)
+        let scheduled = schedulers.isEmpty ? nil : nextSchedule.timeIntervalSinceNow
+        let due = [queued, scheduled].compactMap { $0 }.min()
         // A job can be due yet not claimable right now (another worker is claiming it and holds
         // its row): wait a little rather than not at all, so a worker never spins, and a stop
         // signal (delivered only inside the wait) always gets through.

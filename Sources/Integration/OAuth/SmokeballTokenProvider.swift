@@ -94,6 +94,16 @@ public struct SmokeballTokenProvider: Sendable {
         }
     }
 
+    /// Refreshes the firm's access token now, however long it still has (the nightly
+    /// reconciliation does, ahead of its calls): a revoked or expired grant is found at once
+    /// (`invalid_grant` marks the firm `needs_reconnect` and is thrown), with nothing else sent to
+    /// Smokeball. While someone else's refresh or a back-off is in force, the current token stays.
+    public func refreshAhead(_ scope: some TenantScope) throws {
+        guard smokeball.isConfigured else { throw SmokeballTokenError(.notConfigured) }
+        var client: SmokeballClient?
+        _ = try token(scope, refused: nil, client: &client, margin: .infinity)
+    }
+
     // MARK: Finding a token
 
     /// An access token as stored: the sealed bytes identify it (sealing is randomised, so two
@@ -127,13 +137,16 @@ public struct SmokeballTokenProvider: Sendable {
         case changed
     }
 
-    func token(_ scope: some TenantScope, refused: StoredToken?, client: inout SmokeballClient?) throws
-        -> StoredToken
-    {
+    /// `margin`: refresh when less than this remains (the policy's unless given).
+    func token(
+        _ scope: some TenantScope, refused: StoredToken?, client: inout SmokeballClient?, margin: TimeInterval? = nil
+    ) throws -> StoredToken {
         let deadline = Date().addingTimeInterval(policy.maximumWait)
         var pause = policy.firstPoll
         while true {
-            let step = try database.transaction { connection in try self.step(connection, scope, refused: refused) }
+            let step = try database.transaction { connection in
+                try self.step(connection, scope, refused: refused, margin: margin ?? policy.refreshMargin)
+            }
             switch step {
             case .use(let token):
                 return token
@@ -156,7 +169,9 @@ public struct SmokeballTokenProvider: Sendable {
 
     /// One short transaction: reads the firm's row and decides; takes the lease when this caller
     /// is to refresh.
-    func step(_ connection: Connection, _ scope: some TenantScope, refused: StoredToken?) throws -> Step {
+    func step(_ connection: Connection, _ scope: some TenantScope, refused: StoredToken?, margin: TimeInterval)
+        throws -> Step
+    {
         let firmID = try scope.enter(connection)
         guard let row = try connection.execute(Self.readSQL, [Self.platform]).first, try row.bool("is_active"),
             let sealed = try row.optionalBytes("access_token")
@@ -173,7 +188,7 @@ public struct SmokeballTokenProvider: Sendable {
         // else already did, and the stored token is judged like any other.
         let isRefused = refused?.sealed == sealed
         let remaining = try row.double("remaining")
-        if !isRefused && remaining > policy.refreshMargin { return .use(current) }
+        if !isRefused && remaining > margin { return .use(current) }
         let usable = !isRefused && remaining > 0
         if try row.bool("backing_off") {
             if usable { return .use(current) }

@@ -90,6 +90,10 @@ public struct StatusHandler: DatabaseHandler {
     /// so again, so the answer stays the caller's even if a policy were missing or bypassed.
     static let statusQuery = """
         SELECT i.is_active, i.access_token IS NOT NULL AS has_token, i.token_expires_at,
+               rc.run_date::text AS reconciliation_run_date, rc.status AS reconciliation_status,
+               rc.started_at AS reconciliation_started_at, rc.finished_at AS reconciliation_finished_at,
+               rc.matters_read AS reconciliation_matters_read, rc.contacts_read AS reconciliation_contacts_read,
+               rc.drift AS reconciliation_drift, rc.error AS reconciliation_error,
                i.refresh_token_expires_at, i.settings, i.smokeball_account_id, i.account_info, i.region,
                i.connected_at, i.id IS NOT NULL AS has_integration, i.needs_reconnect_reason,
                i.webhook_subscription_id, array_to_string(i.webhook_event_types, ',') AS webhook_event_types,
@@ -101,6 +105,11 @@ public struct StatusHandler: DatabaseHandler {
         FROM (SELECT 1) AS one
         LEFT JOIN firm_integrations i ON i.platform = $1 AND i.firm_id = app_current_firm()
         LEFT JOIN users cb ON cb.id = i.connected_by AND cb.firm_id = app_current_firm()
+        LEFT JOIN LATERAL (
+            SELECT run_date, status, started_at, finished_at, matters_read, contacts_read, drift, error
+            FROM smokeball_reconciliations r WHERE r.firm_id = app_current_firm()
+            ORDER BY r.run_date DESC LIMIT 1
+        ) rc ON true
         LEFT JOIN LATERAL (
             SELECT action, status, matter_id, upload_id, external_id, error_message, created_at
             FROM integration_sync_logs l WHERE l.integration_id = i.id AND l.firm_id = app_current_firm()
@@ -160,6 +169,7 @@ public struct StatusHandler: DatabaseHandler {
                 }
             }
         }
+        answer.lastReconciliation = try StatusAnswer.LastReconciliation(row)
         if let action = try row.optionalString("sync_action") {
             answer.lastSync = StatusAnswer.LastSync(
                 action: action, status: try row.string("sync_status"), matterID: try row.optionalUUID("sync_matter_id"),
@@ -209,6 +219,44 @@ struct StatusAnswer: Encodable, Equatable {
         }
     }
 
+    /// The firm's latest nightly reconciliation (`smokeball_reconciliations`): counts only.
+    struct LastReconciliation: Encodable, Equatable {
+        /// The UTC day it is the run of (`YYYY-MM-DD`).
+        var runDate: String
+        /// `pending`, `running`, `succeeded`, `failed`, `needs_reconnect`.
+        var status: String
+        var startedAt: Date?
+        var finishedAt: Date?
+        var mattersRead: Int
+        var contactsRead: Int
+        /// CaseHug rows changed and subscriptions recreated: what webhooks had missed.
+        var drift: Int
+        var error: String?
+
+        enum CodingKeys: String, CodingKey {
+            case runDate = "run_date"
+            case status
+            case startedAt = "started_at"
+            case finishedAt = "finished_at"
+            case mattersRead = "matters_read"
+            case contactsRead = "contacts_read"
+            case drift, error
+        }
+
+        /// From `statusQuery`'s `reconciliation_` columns; nil when the firm has had no run.
+        init?(_ row: Row) throws {
+            guard let status = try row.optionalString("reconciliation_status") else { return nil }
+            runDate = try row.string("reconciliation_run_date")
+            self.status = status
+            startedAt = try row.optionalDate("reconciliation_started_at")
+            finishedAt = try row.optionalDate("reconciliation_finished_at")
+            mattersRead = Int(try row.int("reconciliation_matters_read"))
+            contactsRead = Int(try row.int("reconciliation_contacts_read"))
+            drift = Int(try row.int("reconciliation_drift"))
+            error = try row.optionalString("reconciliation_error")
+        }
+    }
+
     /// Who connected the firm.
     struct User: Encodable, Equatable {
         var userID: UUID
@@ -251,6 +299,7 @@ struct StatusAnswer: Encodable, Equatable {
     var webhookSubscription: Subscription?
     var settings: IntegrationSettings
     var lastSync: LastSync?
+    var lastReconciliation: LastReconciliation? = nil
 
     enum CodingKeys: String, CodingKey {
         case platform
@@ -268,5 +317,6 @@ struct StatusAnswer: Encodable, Equatable {
         case webhookSubscription = "webhook_subscription"
         case settings
         case lastSync = "last_sync"
+        case lastReconciliation = "last_reconciliation"
     }
 }

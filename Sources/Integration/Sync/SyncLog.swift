@@ -9,6 +9,8 @@ public enum SyncLog {
     /// The step a row is about (`action` is `<step>.<outcome>`, e.g. `contact.linked`).
     public enum Step: String, Sendable, CaseIterable {
         case contact, matter, folder, document
+        /// The firm's webhook subscription (reconciliation found it missing, or gone with the grant).
+        case subscription
     }
 
     /// What the step did.
@@ -19,6 +21,8 @@ public enum SyncLog {
         case linked
         /// Changed in Smokeball (a PATCH or PUT of what changed).
         case updated
+        /// Changed in CaseHug to follow Smokeball, by a reconciliation (a webhook it never got).
+        case reconciled
         /// Nothing to do (already linked and unchanged, or already uploaded).
         case skipped
         case failed
@@ -26,7 +30,7 @@ public enum SyncLog {
         /// The `status` column (`pending`, `success`, `failed`, `skipped`).
         var status: String {
             switch self {
-            case .created, .linked, .updated: "success"
+            case .created, .linked, .updated, .reconciled: "success"
             case .skipped: "skipped"
             case .failed: "failed"
             }

@@ -41,6 +41,11 @@ public enum JobKinds {
             PushContactJob(tokens: tokens),
             WebhookEventJob(tokens: tokens),
             ImportMattersJob(tokens: tokens, matterTypes: MatterTypeResolver(database: database)),
+            // Nightly, scheduled by the worker itself at RECONCILIATION_TIME (docs/inbound.md).
+            ReconcileFirmJob(
+                tokens: tokens,
+                subscriptions: WebhookSubscriptions(database: database, vault: vault, notificationURL: webhookURL),
+                time: try ReconciliationTime.fromEnvironment(environment)),
         ]
     }
 }
