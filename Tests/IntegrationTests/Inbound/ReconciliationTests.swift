@@ -188,21 +188,35 @@ struct ReconciliationTests {
             #expect(early.1 == 3600)
             #expect(try Self.schedule(worker, time: "13:00", now: noon).0 == 0)
 
-            // After the time (11:30): eight schedulers at once, each with its own session.
+            // After the time (11:30): eight schedulers at once, each in its own session and
+            // transaction, which stays open a moment after scheduling, so that they overlap.
             let total = Locked(0)
             let failures = Locked<[String]>([])
+            let ready = DispatchSemaphore(value: 0)
+            let go = DispatchSemaphore(value: 0)
             let threads = (0..<8).map { _ in
                 Thread {
                     do {
-                        let own = Database(url: database.workerURL)
-                        let made = try Self.schedule(own, time: "11:30", now: noon).0
+                        let own = try Connection(url: database.workerURL)
+                        ready.signal()
+                        go.wait()
+                        let made = try own.transaction { connection in
+                            let made = try connection.execute(
+                                "SELECT scheduled FROM app_schedule_reconciliations('11:30'::time, $1)", [noon]
+                            ).single().int("scheduled")
+                            try connection.execute("SELECT pg_sleep(0.3)")
+                            return Int(made)
+                        }
                         total.withLock { $0 += made }
                     } catch {
                         failures.withLock { $0.append(String(describing: error)) }
+                        ready.signal()
                     }
                 }
             }
             threads.forEach { $0.start() }
+            for _ in threads { ready.wait() }
+            for _ in threads { go.signal() }
             try Processes.waitFor("the schedulers", timeout: 60) { threads.allSatisfy(\.isFinished) }
             #expect(failures.value.isEmpty, "\(failures.value)")
             #expect(total.value == 2)
