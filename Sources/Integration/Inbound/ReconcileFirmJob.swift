@@ -106,16 +106,15 @@ public struct ReconcileFirmJob: ScheduledJobHandler {
             summary.outcome = "succeeded"
         } catch let error as SmokeballTokenError where error.code == .needsReconnect || error.code == .notConnected {
             // Another attempt cannot help until the firm reconnects. Smokeball removes a firm's
-            // subscriptions when its grant is revoked or its refresh token expires (FACTS.md):
-            // the recorded one is gone too.
+            // subscriptions when its grant is revoked or its refresh token expires (FACTS.md),
+            // which is what `invalid_grant` says: the recorded one is gone too.
+            let lost = error.code == .needsReconnect && error.reason == "invalid_grant"
             summary.outcome = error.code == .needsReconnect ? "needs_reconnect" : "failed"
-            summary.error = error.description
-            if error.code == .needsReconnect { summary.subscription = "lost" }
+            summary.error = error.code.rawValue + (error.reason.map { ": " + $0 } ?? "")
+            if lost { summary.subscription = "lost" }
             try context.database.transaction { connection in
                 _ = try context.scope.enter(connection)
-                if error.code == .needsReconnect {
-                    try Self.subscriptionLost(connection, payload.runID, reason: error.description)
-                }
+                if lost { try Self.subscriptionLost(connection, payload.runID) }
                 try Self.finish(connection, payload.runID, summary)
             }
             return summary
@@ -312,7 +311,7 @@ public struct ReconcileFirmJob: ScheduledJobHandler {
 
     /// The grant is gone, and the subscription with it: forget the recorded one (a reconnect
     /// ensures a new one) and say so in the history.
-    static func subscriptionLost(_ connection: Connection, _ runID: UUID, reason: String) throws {
+    static func subscriptionLost(_ connection: Connection, _ runID: UUID) throws {
         let recorded = try connection.execute(
             """
             SELECT webhook_subscription_id FROM firm_integrations
@@ -327,8 +326,7 @@ public struct ReconcileFirmJob: ScheduledJobHandler {
         try SyncLog.record(
             connection, step: .subscription, outcome: .failed, matterID: nil, externalID: recorded,
             details: ["source": "reconciliation", "run_id": runID.uuidString.lowercased()],
-            error: "Smokeball no longer accepts the connection (\(reason)); its webhook subscription is gone: reconnect"
-        )
+            error: "Smokeball refused the connection (invalid_grant): its webhook subscription is gone; reconnect")
     }
 }
 

@@ -259,8 +259,11 @@ struct ReconciliationTests {
             try rig.rig.setStatus(newerSmokeballID, "Closed")
             try rig.rig.editContact(contactID, ["email": "ada.reconciled@example.test"])
             let echoesBefore = try rig.echoJobs()
+            let mark = try rig.fixture.logMark()
 
             let result = try rig.reconcile()
+            let requests = try rig.fixture.requests(after: mark)
+            print("reconciliation: a run made \(requests.count) requests: \(requests.joined(separator: ", "))")
             #expect(result["outcome"] as? String == "succeeded", "\(result)")
             #expect(try rig.rig.matterStatus(matter) == "closed")
             #expect(try rig.rig.matterStatus(newer) == "active")
@@ -414,11 +417,14 @@ struct ReconciliationTests {
                 "SELECT status FROM jobs WHERE firm_id = $1 AND kind = 'reconcile_firm'", [rig.fixture.firm]
             ).rows
             #expect(jobs.count == 1)
-            if let started = try runs.first?.optionalDate("started_at") {
-                print(
-                    "reconciliation: the run started \(String(format: "%.2f", started.timeIntervalSince(idleFrom))) s after idling began (time \(time))"
-                )
-            }
+            let late = try rig.flow.seed.connection.execute(
+                """
+                SELECT extract(epoch FROM started_at
+                    - ((date_trunc('day', started_at AT TIME ZONE 'UTC') + $2::time) AT TIME ZONE 'UTC'))::float8 AS s
+                FROM smokeball_reconciliations WHERE firm_id = $1
+                """, [rig.fixture.firm, time]
+            ).single().double("s")
+            print("reconciliation: the run started \(String(format: "%.2f", late)) s after its scheduled time \(time)")
             try worker.stop()
         }
     }
