@@ -112,11 +112,13 @@ public struct ReconcileFirmJob: ScheduledJobHandler {
             summary.outcome = error.code == .needsReconnect ? "needs_reconnect" : "failed"
             summary.error = error.code.rawValue + (error.reason.map { ": " + $0 } ?? "")
             if lost { summary.subscription = "lost" }
-            try context.database.transaction { connection in
-                _ = try context.scope.enter(connection)
-                if lost { try Self.subscriptionLost(connection, payload.runID) }
-                try Self.finish(connection, payload.runID, summary)
-            }
+            try finish(payload.runID, summary, subscriptionLost: lost, context)
+            return summary
+        } catch let error as WebhookSubscriptions.Failure where error.code == .notConnected {
+            // Disconnected since the run was scheduled.
+            summary.outcome = "failed"
+            summary.error = error.code.rawValue
+            try finish(payload.runID, summary, context)
             return summary
         } catch {
             let failure = SyncFailure.jobError(error, doing: "reconciling with Smokeball")
@@ -124,18 +126,21 @@ public struct ReconcileFirmJob: ScheduledJobHandler {
             if !readable.retryable || job.attempts >= job.maxAttempts {
                 summary.outcome = "failed"
                 summary.error = readable.description
-                try context.database.transaction { connection in
-                    _ = try context.scope.enter(connection)
-                    try Self.finish(connection, payload.runID, summary)
-                }
+                try finish(payload.runID, summary, context)
             }
             throw failure
         }
+        try finish(payload.runID, summary, context)
+        return summary
+    }
+
+    /// Records the run's outcome (and, with `subscriptionLost`, forgets the subscription).
+    func finish(_ runID: UUID, _ summary: Summary, subscriptionLost: Bool = false, _ context: JobContext) throws {
         try context.database.transaction { connection in
             _ = try context.scope.enter(connection)
-            try Self.finish(connection, payload.runID, summary)
+            if subscriptionLost { try Self.subscriptionLost(connection, runID) }
+            try Self.finish(connection, runID, summary)
         }
-        return summary
     }
 
     /// Ensures the subscription (and asks for a noop, as every ensure does); one Smokeball never

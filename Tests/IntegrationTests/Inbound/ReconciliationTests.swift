@@ -374,6 +374,25 @@ struct ReconciliationTests {
         }
     }
 
+    @Test("a firm disconnected after its run was scheduled: the run records it, sends nothing, and is not retried")
+    func disconnectedAfterScheduling() throws {
+        try ReconciliationRig.with { rig in
+            #expect(try rig.schedule(offset: -60) == 1)
+            #expect(try rig.flow.disconnect().status == 200)
+            let mark = try rig.fixture.logMark()
+            let results = try rig.runAll()
+            #expect(results.first?["outcome"] as? String == "failed", "\(results)")
+            #expect(try rig.fixture.requests(after: mark).isEmpty)
+            let run = try #require(try rig.runs().last)
+            #expect(try run.string("status") == "failed")
+            #expect(try run.optionalString("error") == "not_connected")
+            let job = try rig.flow.seed.connection.execute(
+                "SELECT status FROM jobs WHERE firm_id = $1 AND kind = 'reconcile_firm'", [rig.fixture.firm]
+            ).single()
+            #expect(try job.string("status") == "succeeded")
+        }
+    }
+
     @Test("the worker wakes for the scheduled time without polling, and two worker processes run it once")
     func workerWakesForTheScheduledTime() throws {
         try ReconciliationRig.with { rig in
