@@ -166,6 +166,19 @@ struct ReconciliationTests {
         return firm
     }
 
+    @Test("RECONCILIATION_TIME takes HH:MM or HH:MM:SS in UTC, defaults to 03:00 and refuses anything else")
+    func reconciliationTimeSetting() throws {
+        #expect(try ReconciliationTime.fromEnvironment([:]) == .standard)
+        #expect(ReconciliationTime.standard.text == "03:00:00")
+        #expect(try ReconciliationTime.fromEnvironment(["RECONCILIATION_TIME": "23:59"]).text == "23:59:00")
+        #expect(try ReconciliationTime.fromEnvironment(["RECONCILIATION_TIME": "00:00:07"]).text == "00:00:07")
+        for bad in ["24:00", "3:00", "03:60", "03:00:60", "03-00", "03:00:00:00", " 03:00", "０３:00", "+3:00"] {
+            #expect(throws: ConfigurationError.self, "\(bad)") {
+                try ReconciliationTime.fromEnvironment(["RECONCILIATION_TIME": bad])
+            }
+        }
+    }
+
     @Test("concurrent schedulers make exactly one run and one job per due firm per day, at the configured time")
     func schedulingIsOncePerFirmPerDay() throws {
         try ServiceDatabase.with { database in
