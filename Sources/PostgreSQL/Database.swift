@@ -90,9 +90,11 @@ public final class Database: @unchecked Sendable {
     /// statements invalidated by a migration) is retried once on a new one (it changed
     /// nothing); a writing batch is not, since its COMMIT may have landed: its error surfaces
     /// and the next call gets a new session.
-    public func pipelinedTransaction(readOnly: Bool = false, _ statements: [Statement]) throws -> [QueryResult] {
+    public func pipelinedTransaction(
+        readOnly: Bool = false, _ statements: [Statement], afterCommit: [Statement] = []
+    ) throws -> [QueryResult] {
         try withConnection(retryingOnce: readOnly) { connection in
-            try connection.pipelinedTransaction(readOnly: readOnly, statements)
+            try connection.pipelinedTransaction(readOnly: readOnly, statements, afterCommit: afterCommit)
         }
     }
 

@@ -102,13 +102,16 @@ extension Connection {
 
     /// `BEGIN [READ ONLY]`, the statements and `COMMIT` in one round trip; returns the
     /// statements' results. On any failure the transaction is rolled back before throwing.
-    public func pipelinedTransaction(readOnly: Bool = false, _ statements: [Statement]) throws(DatabaseError)
-        -> [QueryResult]
-    {
-        let all = [Statement(readOnly ? "BEGIN READ ONLY" : "BEGIN")] + statements + [Statement("COMMIT")]
+    /// `afterCommit` statements follow the COMMIT in the same round trip, in a transaction of
+    /// their own (sent only when the COMMIT succeeded; their results are not returned).
+    public func pipelinedTransaction(
+        readOnly: Bool = false, _ statements: [Statement], afterCommit: [Statement] = []
+    ) throws(DatabaseError) -> [QueryResult] {
+        let all =
+            [Statement(readOnly ? "BEGIN READ ONLY" : "BEGIN")] + statements + [Statement("COMMIT")] + afterCommit
         do {
             let results = try pipeline(all)
-            return Array(results.dropFirst().dropLast())
+            return Array(results.dropFirst().dropLast(afterCommit.count + 1))
         } catch {
             // A failed statement leaves the explicit transaction open and aborted.
             // Also on a poisoned session: a direct caller may still end the transaction cleanly.

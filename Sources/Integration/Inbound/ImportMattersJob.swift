@@ -89,7 +89,6 @@ public struct ImportMattersJob: JobHandler {
             let items = page.value.value ?? []
             counts.total = max(page.value.size ?? 0, offset + items.count)
             try importPage(items, mapping: mapping, counts: &counts, context: context, session: session)
-            context.report(JobProgress(done: counts.done, total: counts.total))
             offset += items.count
             // The end: as forEachPage decides it.
             if items.isEmpty || items.count < session.client.pageSize { break }
@@ -170,7 +169,10 @@ public struct ImportMattersJob: JobHandler {
         _ matters: [SmokeballMatter], mapping: ReverseMapping, counts: inout Counts, context: JobContext,
         session: SmokeballSession
     ) throws {
-        guard !matters.isEmpty else { return }
+        guard !matters.isEmpty else {
+            context.report(JobProgress(done: counts.done, total: counts.total))
+            return
+        }
         // Which clients must be read: those of matters to import that no CaseHug client is linked to.
         let before = try context.database.transaction(readOnly: true) { connection in
             _ = try context.scope.enter(connection)
@@ -247,6 +249,9 @@ public struct ImportMattersJob: JobHandler {
                 counts.imported += 1
             }
             try writer.write(connection)
+            // With the page's writes: `GET sync?job_id=` moves page by page, and never counts
+            // more than is committed.
+            try context.report(JobProgress(done: counts.done, total: counts.total), in: connection)
         }
     }
 

@@ -100,6 +100,21 @@ public final class JobContext: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Records `progress` now, in the caller's transaction on `connection` (bound to the job's
+    /// firm): it is visible when that transaction commits, with the work it counts, rather than at
+    /// the next heartbeat. Throws `lease_lost` (rolling the caller's work back) once the lease is
+    /// not this worker's.
+    public func report(_ progress: JobProgress, in connection: Connection) throws {
+        let held = try connection.execute(
+            "SELECT app_report_job_progress($1::uuid, $2::uuid, $3::int, $4::int, $5::int) AS held",
+            [scope.jobID, scope.leaseID, progress.done, progress.total, progress.failed]
+        ).single().bool("held")
+        guard held else {
+            throw JobError(.leaseLost, "the worker's lease on the job is no longer live", retryable: true)
+        }
+        report(progress)
+    }
+
     /// True once the worker was asked to stop: a handler between steps may return early (it is
     /// released, not failed, if it has not finished when the grace period ends).
     public var isStopping: Bool {

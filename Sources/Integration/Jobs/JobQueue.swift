@@ -26,14 +26,32 @@ public struct JobQueue: Sendable {
         _ connection: Connection, kind: String, key: String?, payload: some Encodable = [String: String](),
         priority: Job.Priority = .automatic, runAfter: Date? = nil, maxAttempts: Int = 5
     ) throws -> UUID {
-        let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
-        return try connection.execute(
-            """
-            SELECT app_enqueue_job($1, $2, $3::jsonb, $4::smallint, $5::timestamptz, $6::integer) AS id
-            """,
-            [kind, key, SQLValue.json(json), priority.rawValue, runAfter, maxAttempts]
-        ).single().uuid("id")
+        let (call, parameters) = try enqueueCall(
+            from: 1, kind: kind, key: key, payload: payload, priority: priority, runAfter: runAfter,
+            maxAttempts: maxAttempts, notify: true)
+        return try connection.execute("SELECT \(call) AS id", parameters).single().uuid("id")
     }
+
+    /// The `app_enqueue_job` call of `enqueue`, its parameters numbered from `$first`, for a
+    /// statement that enqueues as part of a larger one (a data-modifying CTE in a pipeline).
+    /// `notify: false` leaves waking the workers to the caller, after its COMMIT
+    /// (`notifyStatement`): PostgreSQL holds a lock from a notifying transaction's commit until
+    /// its WAL flush, which keeps concurrent enqueuers from sharing a flush (migration 040).
+    public static func enqueueCall(
+        from first: Int, kind: String, key: String?, payload: some Encodable, priority: Job.Priority = .automatic,
+        runAfter: Date? = nil, maxAttempts: Int = 5, notify: Bool
+    ) throws -> (sql: String, parameters: [any SQLValueConvertible]) {
+        let json = String(decoding: try JSONEncoder().encode(payload), as: UTF8.self)
+        let n = (first..<first + 7).map { "$\($0)" }
+        return (
+            "app_enqueue_job(\(n[0]), \(n[1]), \(n[2])::jsonb, \(n[3])::smallint, \(n[4])::timestamptz, "
+                + "\(n[5])::integer, \(n[6])::boolean)",
+            [kind, key, SQLValue.json(json), priority.rawValue, runAfter, maxAttempts, notify]
+        )
+    }
+
+    /// Wakes the workers, sent after the COMMIT of a transaction that enqueued with `notify: false`.
+    public static var notifyStatement: Statement { Statement("SELECT pg_notify($1, '')", [channel]) }
 
     /// Makes a dead job of the transaction's firm pending again with its attempts reset. Returns
     /// the id of the pending job that will do the work (this one, or one that superseded it);

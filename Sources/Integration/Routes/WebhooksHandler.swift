@@ -69,33 +69,38 @@ public struct WebhooksHandler: DatabaseHandler {
         let envelope = try WebhookEnvelope(try request.jsonObject())
         guard let clientID else { throw ConnectHandler.notConfigured }
         let signed = SignedHeaders(request)
-        let outcome = try database.transaction { connection -> Outcome in
-            guard
-                let row = try connection.execute(
-                    "SELECT firm_id, webhook_secret, previous_webhook_secret FROM app_webhook_connection($1)",
-                    [envelope.accountID]
-                ).first
-            else {
-                try connection.execute(
-                    "SELECT app_record_ignored_webhook($1, $2)", [envelope.accountID, envelope.type])
-                return .ignored
-            }
-            let firmID = try row.uuid("firm_id")
-            let firm = firmID.uuidString.lowercased()
-            let delivery: SignedHeaders.Verified
-            switch signed.verify(now: now(), clientID: clientID, keys: try keys(row, firmID: firmID, log: context.log))
-            {
-            case .success(let verified): delivery = verified
-            case .failure(let rejection):
-                context.log.warning(
-                    "webhook_rejected", ["reason": rejection.rawValue, "firm_id": firm, "event_type": envelope.type])
-                throw Self.unauthorized
-            }
-            guard let eventID = try Self.record(connection, envelope, delivery) else { return .duplicate(firm) }
-            let jobID = try JobQueue.enqueue(
-                connection, kind: InboundJobs.processWebhookEvent, key: InboundJobs.eventKey(eventID),
-                payload: WebhookEventPayload(eventID: eventID))
-            return .recorded(firm, eventID, jobID)
+        // Two round trips (docs/inbound.md, "Benchmarks"): the connection's keys, read in an
+        // implicit transaction; then, once the signature checks out, one pipelined transaction
+        // that binds the firm again, stores the event and enqueues its job.
+        let connectionSQL = "SELECT firm_id, webhook_secret, previous_webhook_secret FROM app_webhook_connection($1)"
+        guard let row = try database.pipelinedRead([Statement(connectionSQL, [envelope.accountID])])[0].first else {
+            try recordIgnored(envelope)
+            context.log.info("webhook_ignored", ["account_id": envelope.accountID, "event_type": envelope.type])
+            return Response.json(["status": Outcome.ignored.status])
+        }
+        let firmID = try row.uuid("firm_id")
+        let firm = firmID.uuidString.lowercased()
+        let delivery: SignedHeaders.Verified
+        switch signed.verify(now: now(), clientID: clientID, keys: try keys(row, firmID: firmID, log: context.log)) {
+        case .success(let verified): delivery = verified
+        case .failure(let rejection):
+            context.log.warning(
+                "webhook_rejected", ["reason": rejection.rawValue, "firm_id": firm, "event_type": envelope.type])
+            throw Self.unauthorized
+        }
+        let eventID = UUID()
+        let results = try database.pipelinedTransaction(
+            [Statement(connectionSQL, [envelope.accountID]), try Self.record(envelope, delivery, eventID, firmID)],
+            afterCommit: [JobQueue.notifyStatement])
+        let outcome: Outcome
+        if try results[0].first?.uuid("firm_id") != firmID {
+            // Disconnected (or reconnected by another firm) between the two round trips: the
+            // insert required this firm, so nothing was stored.
+            outcome = .ignored
+        } else if let jobID = try results[1].first?.uuid("job_id") {
+            outcome = .recorded(firm, eventID, jobID)
+        } else {
+            outcome = .duplicate(firm)
         }
         switch outcome {
         case .ignored:
@@ -147,30 +152,44 @@ public struct WebhooksHandler: DatabaseHandler {
         return keys
     }
 
-    /// Inserts the event unless it is a duplicate; its id when inserted. The unique dedupe key
-    /// settles concurrent duplicates (one insert wins, the others do nothing).
-    static func record(_ connection: Connection, _ envelope: WebhookEnvelope, _ delivery: SignedHeaders.Verified)
-        throws -> UUID?
-    {
-        try connection.execute(
+    /// A delivery for an account no firm has connected: counted (`app_record_ignored_webhook`).
+    func recordIgnored(_ envelope: WebhookEnvelope) throws {
+        _ = try database.pipelinedTransaction([
+            Statement("SELECT app_record_ignored_webhook($1, $2)", [envelope.accountID, envelope.type])
+        ])
+    }
+
+    /// Inserts the event as `eventID` unless it is a duplicate, and enqueues its processing job
+    /// when it was inserted; answers one row (`job_id`) then, none for a duplicate. The unique
+    /// dedupe key settles concurrent duplicates (one insert wins, the others do nothing). The
+    /// workers are notified after the COMMIT (`JobQueue.enqueueCall`).
+    static func record(
+        _ envelope: WebhookEnvelope, _ delivery: SignedHeaders.Verified, _ eventID: UUID, _ firmID: UUID
+    ) throws -> Statement {
+        let (enqueue, enqueueParameters) = try JobQueue.enqueueCall(
+            from: 11, kind: InboundJobs.processWebhookEvent, key: InboundJobs.eventKey(eventID),
+            payload: WebhookEventPayload(eventID: eventID), notify: false)
+        return Statement(
             """
-            INSERT INTO smokeball_webhook_events (
-                firm_id, event_type, resource_type, resource_id, payload, subscription_id, smokeball_request_id,
-                event_timestamp_ticks, dedupe_key)
-            SELECT app_current_firm(), $1, $2, $3, $4::jsonb, $5, $6, $7, $8
-            WHERE NOT EXISTS (
-                SELECT 1 FROM smokeball_webhook_events e
-                WHERE e.firm_id = app_current_firm() AND e.smokeball_request_id = $6 AND e.event_type = $1
-                    AND e.subscription_id = $5 AND e.event_timestamp_ticks = $7
-                    AND e.resource_id IS NOT DISTINCT FROM $3)
-            ON CONFLICT (firm_id, dedupe_key) DO NOTHING
-            RETURNING id
+            WITH event AS (
+                INSERT INTO smokeball_webhook_events (
+                    id, firm_id, event_type, resource_type, resource_id, payload, subscription_id,
+                    smokeball_request_id, event_timestamp_ticks, dedupe_key)
+                SELECT $9, app_current_firm(), $1, $2, $3, $4::jsonb, $5, $6, $7, $8
+                WHERE app_current_firm() = $10::uuid AND NOT EXISTS (
+                    SELECT 1 FROM smokeball_webhook_events e
+                    WHERE e.firm_id = app_current_firm() AND e.smokeball_request_id = $6 AND e.event_type = $1
+                        AND e.subscription_id = $5 AND e.event_timestamp_ticks = $7
+                        AND e.resource_id IS NOT DISTINCT FROM $3)
+                ON CONFLICT (firm_id, dedupe_key) DO NOTHING
+                RETURNING id
+            )
+            SELECT \(enqueue) AS job_id FROM event
             """,
             [
                 envelope.type, envelope.resourceType, envelope.resourceID, envelope.payloadJSON,
-                envelope.subscriptionID, delivery.requestID, envelope.timestamp, delivery.dedupeKey,
-            ]
-        ).first?.uuid("id")
+                envelope.subscriptionID, delivery.requestID, envelope.timestamp, delivery.dedupeKey, eventID, firmID,
+            ] + enqueueParameters)
     }
 }
 

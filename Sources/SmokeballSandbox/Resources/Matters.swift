@@ -125,10 +125,14 @@ struct Matters: APIResource {
             let size = try connection.execute(
                 "SELECT count(*) AS size FROM sb_matters m WHERE \(conditions)", parameters
             ).single().int("size")
+            // The page is chosen first and only its rows are rendered: the title subqueries
+            // would otherwise run for every row the offset skips as well.
             let rows = try connection.execute(
                 """
-                SELECT \(Self.columns) FROM sb_matters m JOIN sb_matter_types t ON t.id = m.matter_type_id
-                WHERE \(conditions) ORDER BY \(order) OFFSET $9 LIMIT $10
+                SELECT \(Self.columns) FROM (
+                    SELECT * FROM sb_matters m WHERE \(conditions) ORDER BY \(order) OFFSET $9 LIMIT $10
+                ) m JOIN sb_matter_types t ON t.id = m.matter_type_id
+                ORDER BY \(order)
                 """, parameters + [page.offset, page.limit]
             ).rows
             return (size, rows)

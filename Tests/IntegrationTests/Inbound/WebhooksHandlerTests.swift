@@ -458,6 +458,20 @@ struct WebhookFixture {
         }
     }
 
+    @Test("A stored delivery wakes the workers: its job is announced on the jobs channel once it is committed")
+    func storedDeliveryNotifies() throws {
+        try WebhookFixture.with { (fixture) throws in
+            try fixture.seed.connection.listen(JobQueue.channel)
+            #expect(
+                WebhookFixture.status(fixture.deliver(headers: fixture.headers(ticks: DotNetTicks.from(Date()))))
+                    == "accepted")
+            let notification = try fixture.seed.connection.waitForNotification(timeout: 10)
+            #expect(notification?.channel == JobQueue.channel)
+            // By then the event and its job are there to be claimed.
+            #expect(try fixture.jobs().count == 1)
+        }
+    }
+
     @Test("Without Smokeball credentials nothing can be checked: 503")
     func notConfigured() throws {
         try WebhookFixture.with { (fixture) throws in
