@@ -97,7 +97,8 @@ public struct StatusHandler: DatabaseHandler {
                cb.email AS connected_by_email,
                s.action AS sync_action, s.status AS sync_status, s.matter_id AS sync_matter_id,
                s.upload_id AS sync_upload_id, s.external_id AS sync_external_id,
-               s.error_message AS sync_error_message, s.created_at AS sync_created_at
+               s.error_message AS sync_error_message, s.created_at AS sync_created_at,
+               \(Self.inboundColumns)
         FROM (SELECT 1) AS one
         LEFT JOIN firm_integrations i ON i.platform = $1 AND i.firm_id = app_current_firm()
         LEFT JOIN users cb ON cb.id = i.connected_by AND cb.firm_id = app_current_firm()
@@ -106,6 +107,7 @@ public struct StatusHandler: DatabaseHandler {
             FROM integration_sync_logs l WHERE l.integration_id = i.id AND l.firm_id = app_current_firm()
             ORDER BY l.created_at DESC LIMIT 1
         ) s ON true
+        \(Self.inboundJoins)
         """
 
     /// The answer for a successful update, read in the update's transaction.
@@ -122,7 +124,9 @@ public struct StatusHandler: DatabaseHandler {
             platform: platform, firmID: caller.firmID, canManageSettings: caller.isFirmAdmin, connected: false,
             needsReconnect: false, needsReconnectReason: nil, reconnectBy: nil, tokenExpiresAt: nil,
             refreshTokenExpiresAt: nil, connectedAt: nil, connectedBy: nil, smokeball: nil, webhookSubscription: nil,
-            settings: .defaults, lastSync: nil)
+            settings: .defaults, lastSync: nil, lastWebhook: nil, webhookEvents: .init(pending: 0, failed: 0),
+            webhookDelivery: .init(noopSentAt: nil, noopArrivedAt: nil), importProgress: nil,
+            failedLinks: .init(matters: 0, contacts: 0, latest: nil))
         if try row.bool("has_integration") {
             if let stored = try row.json("settings") as? [String: Any] {
                 answer.settings = IntegrationSettings(stored: stored)
@@ -160,6 +164,7 @@ public struct StatusHandler: DatabaseHandler {
                 }
             }
         }
+        try inbound(from: row, into: &answer)
         if let action = try row.optionalString("sync_action") {
             answer.lastSync = StatusAnswer.LastSync(
                 action: action, status: try row.string("sync_status"), matterID: try row.optionalUUID("sync_matter_id"),
@@ -251,6 +256,12 @@ struct StatusAnswer: Encodable, Equatable {
     var webhookSubscription: Subscription?
     var settings: IntegrationSettings
     var lastSync: LastSync?
+    // Inbound (StatusHandler+Inbound.swift).
+    var lastWebhook: LastWebhook?
+    var webhookEvents: WebhookEvents
+    var webhookDelivery: WebhookDelivery
+    var importProgress: ImportProgress?
+    var failedLinks: FailedLinks
 
     enum CodingKeys: String, CodingKey {
         case platform
@@ -268,5 +279,10 @@ struct StatusAnswer: Encodable, Equatable {
         case webhookSubscription = "webhook_subscription"
         case settings
         case lastSync = "last_sync"
+        case lastWebhook = "last_webhook"
+        case webhookEvents = "webhook_events"
+        case webhookDelivery = "webhook_delivery"
+        case importProgress = "import"
+        case failedLinks = "failed_links"
     }
 }
