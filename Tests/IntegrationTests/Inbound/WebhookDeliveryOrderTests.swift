@@ -14,30 +14,30 @@ import Testing
 /// Inbound end to end: the sandbox's own dispatcher process (`smokeball-sandbox deliver`)
 /// delivers through nginx to the real webhooks route, and the real `worker` processes the events.
 @Suite(.serialized) struct WebhookDeliveryOrderTests {
-    /// The sandbox's dispatcher as its own process. Started with SIGTERM and SIGINT blocked, as a
-    /// process spawned by a runtime that blocks them (this test process) inherits them: a stop
-    /// must still end it cleanly.
+    /// The sandbox's dispatcher as its own process, started with SIGTERM and SIGINT blocked, as
+    /// a process spawned by a runtime that blocks them inherits them: a stop must still end it
+    /// cleanly. They are blocked by a small exec wrapper (the mask survives exec), not in this
+    /// test process, whose other threads spawn other tests' processes.
     final class Dispatcher {
         let process = Process()
         let log: URL
 
         init(sandboxDatabaseURL: String) throws {
-            process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory)
-                .appendingPathComponent("smokeball-sandbox")
-            process.arguments = ["deliver"]
+            let executable = URL(fileURLWithPath: TestEnvironment.binDirectory)
+                .appendingPathComponent("smokeball-sandbox").path
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = [
+                "-c",
+                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}); "
+                    + "os.execv(sys.argv[1], sys.argv[1:])",
+                executable, "deliver",
+            ]
             process.environment = ["SANDBOX_DATABASE_URL": sandboxDatabaseURL, "PATH": "/usr/bin:/bin"]
             log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("deliver-\(UUID()).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             process.standardError = handle
             process.standardOutput = FileHandle.nullDevice
-            var blocked = sigset_t()
-            var previous = sigset_t()
-            sigemptyset(&blocked)
-            sigaddset(&blocked, SIGTERM)
-            sigaddset(&blocked, SIGINT)
-            pthread_sigmask(SIG_BLOCK, &blocked, &previous)
-            defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
             try process.run()
         }
 
