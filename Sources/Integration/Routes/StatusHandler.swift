@@ -32,7 +32,7 @@ public struct StatusHandler: DatabaseHandler {
             // row-level security gave the status query nothing; the caller check below answers
             // 401/403.
             let results = try database.pipelinedRead([
-                Tenancy.authenticate(userID), Statement(Self.statusQuery, [Self.platform]),
+                Tenancy.authenticate(userID), Statement(Self.statusQuery),
             ])
             let caller = try Tenancy.caller(from: results[0], userID: userID)
             return try Response.json(encoding: Self.status(from: results[1].single(), caller: caller))
@@ -88,6 +88,11 @@ public struct StatusHandler: DatabaseHandler {
     /// The caller's integration row (if any) with its latest sync event, as exactly one row.
     /// Row-level security limits both tables to the caller's firm; the `firm_id` predicates say
     /// so again, so the answer stays the caller's even if a policy were missing or bypassed.
+    ///
+    /// It takes no parameter (the platform is a constant): PostgreSQL then always reuses the
+    /// prepared statement's generic plan. With one, it plans each execution anew while a custom
+    /// plan looks cheaper than the generic one, which with the inbound parts cost 1.2 to 1.7 ms
+    /// of planning per request (EXPLAIN ANALYZE EXECUTE, November 2026) against 0.01 ms.
     static let statusQuery = """
         SELECT i.is_active, i.access_token IS NOT NULL AS has_token, i.token_expires_at,
                i.refresh_token_expires_at, i.settings, i.smokeball_account_id, i.account_info, i.region,
@@ -100,7 +105,7 @@ public struct StatusHandler: DatabaseHandler {
                s.error_message AS sync_error_message, s.created_at AS sync_created_at,
                \(Self.inboundColumns)
         FROM (SELECT 1) AS one
-        LEFT JOIN firm_integrations i ON i.platform = $1 AND i.firm_id = app_current_firm()
+        LEFT JOIN firm_integrations i ON i.platform = '\(platform)' AND i.firm_id = app_current_firm()
         LEFT JOIN users cb ON cb.id = i.connected_by AND cb.firm_id = app_current_firm()
         LEFT JOIN LATERAL (
             SELECT action, status, matter_id, upload_id, external_id, error_message, created_at
@@ -112,7 +117,7 @@ public struct StatusHandler: DatabaseHandler {
 
     /// The answer for a successful update, read in the update's transaction.
     static func status(_ connection: Connection, caller: Caller) throws -> StatusAnswer {
-        try status(from: try connection.execute(statusQuery, [platform]).single(), caller: caller)
+        try status(from: try connection.execute(statusQuery).single(), caller: caller)
     }
 
     /// A refresh token expiring sooner than this shows as `reconnect_by` (Smokeball's last 30 days).
