@@ -27,11 +27,8 @@ extension StatusHandler {
         imp.progress_total AS import_total, imp.progress_failed AS import_failed, imp.last_error AS import_error,
         imp.created_at AS import_created_at, imp.started_at AS import_started_at,
         imp.finished_at AS import_finished_at, now() AS import_now,
-        \(boundedCount("matters", "x.smokeball_link_status = 'failed'", as: "failed_matters")),
-        \(boundedCount(
-            "clients", "x.smokeball_contact_failed_at IS NOT NULL AND x.smokeball_contact_id IS NULL",
-            as: "failed_contacts")),
-        fl.resource AS failed_resource, fl.id AS failed_id, fl.failed_at AS failed_at
+        fm.n AS failed_matters, fm.id AS failed_matter_id, fm.failed_at AS failed_matter_at,
+        fc.n AS failed_contacts, fc.id AS failed_client_id, fc.failed_at AS failed_client_at
         """
 
     static let inboundJoins = """
@@ -46,17 +43,19 @@ extension StatusHandler {
             ORDER BY j.created_at DESC LIMIT 1
         ) imp ON true
         LEFT JOIN LATERAL (
-            SELECT f.resource, f.id, f.failed_at FROM (
-                (SELECT 'matter' AS resource, m.id, m.smokeball_link_failed_at AS failed_at FROM matters m
-                 WHERE m.firm_id = app_current_firm() AND m.smokeball_link_status = 'failed'
-                 ORDER BY m.smokeball_link_failed_at DESC NULLS LAST LIMIT 1)
-                UNION ALL
-                (SELECT 'contact', c.id, c.smokeball_contact_failed_at FROM clients c
-                 WHERE c.firm_id = app_current_firm() AND c.smokeball_contact_failed_at IS NOT NULL
-                   AND c.smokeball_contact_id IS NULL
-                 ORDER BY c.smokeball_contact_failed_at DESC LIMIT 1)
-            ) f ORDER BY f.failed_at DESC NULLS LAST LIMIT 1
-        ) fl ON true
+            SELECT count(*) AS n, (array_agg(f.id ORDER BY f.failed_at DESC NULLS LAST))[1] AS id,
+                   max(f.failed_at) AS failed_at
+            FROM (SELECT m.id, m.smokeball_link_failed_at AS failed_at FROM matters m
+                  WHERE m.firm_id = app_current_firm() AND m.smokeball_link_status = 'failed'
+                  ORDER BY m.smokeball_link_failed_at DESC NULLS LAST LIMIT \(countLimit)) f
+        ) fm ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*) AS n, (array_agg(f.id ORDER BY f.failed_at DESC))[1] AS id, max(f.failed_at) AS failed_at
+            FROM (SELECT c.id, c.smokeball_contact_failed_at AS failed_at FROM clients c
+                  WHERE c.firm_id = app_current_firm() AND c.smokeball_contact_failed_at IS NOT NULL
+                    AND c.smokeball_contact_id IS NULL
+                  ORDER BY c.smokeball_contact_failed_at DESC LIMIT \(countLimit)) f
+        ) fc ON true
         """
 
     /// Fills the inbound fields from `statusQuery`'s row.
@@ -83,18 +82,26 @@ extension StatusHandler {
                 error: try row.optionalString("import_error"), createdAt: try row.date("import_created_at"),
                 startedAt: startedAt, finishedAt: try row.optionalDate("import_finished_at"))
         }
+        // The latest of the two kinds; a matter that failed before migration 039 has no time and
+        // is the oldest.
+        let matter = try row.optionalUUID("failed_matter_id").map { id in
+            StatusAnswer.FailedLink(
+                resource: "matter", matterID: id, clientID: nil, failedAt: try row.optionalDate("failed_matter_at"),
+                message: StatusAnswer.FailedLink.matterMessage)
+        }
+        let contact = try row.optionalUUID("failed_client_id").map { id in
+            StatusAnswer.FailedLink(
+                resource: "contact", matterID: nil, clientID: id, failedAt: try row.optionalDate("failed_client_at"),
+                message: StatusAnswer.FailedLink.contactMessage)
+        }
+        let latest: StatusAnswer.FailedLink? =
+            if let matter, let contact {
+                (contact.failedAt ?? .distantPast) >= (matter.failedAt ?? .distantPast) ? contact : matter
+            } else {
+                matter ?? contact
+            }
         answer.failedLinks = StatusAnswer.FailedLinks(
-            matters: Int(try row.int("failed_matters")), contacts: Int(try row.int("failed_contacts")),
-            latest: try row.optionalString("failed_resource").map { resource in
-                let id = try row.uuid("failed_id")
-                return resource == "matter"
-                    ? StatusAnswer.FailedLink(
-                        resource: resource, matterID: id, clientID: nil, failedAt: try row.optionalDate("failed_at"),
-                        message: StatusAnswer.FailedLink.matterMessage)
-                    : StatusAnswer.FailedLink(
-                        resource: resource, matterID: nil, clientID: id, failedAt: try row.optionalDate("failed_at"),
-                        message: StatusAnswer.FailedLink.contactMessage)
-            })
+            matters: Int(try row.int("failed_matters")), contacts: Int(try row.int("failed_contacts")), latest: latest)
     }
 }
 
