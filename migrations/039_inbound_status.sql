@@ -5,9 +5,10 @@
 -- The last webhook received: the firm's newest event.
 CREATE INDEX smokeball_webhook_events_firm_created_idx ON smokeball_webhook_events (firm_id, created_at DESC);
 
--- Events that failed: few (an event fails only when it cannot be processed at all), counted
--- through this index alone. Pending ones are counted through 023's smokeball_webhook_events_unprocessed_idx.
-CREATE INDEX smokeball_webhook_events_failed_idx ON smokeball_webhook_events (firm_id) WHERE status = 'failed';
+-- Events pending (stored, not processed) and failed (an event fails only when it cannot be
+-- processed at all): both few, both counted in one scan of this index alone.
+CREATE INDEX smokeball_webhook_events_open_idx ON smokeball_webhook_events (firm_id, processed)
+    WHERE NOT processed OR status = 'failed';
 
 -- Any import's progress: the firm's newest import_matters job. Partial, so the many
 -- process_webhook_event jobs neither enter it nor have to be skipped to find the import.

@@ -10,35 +10,32 @@ extension StatusHandler {
     /// Counts stop here: a count of `countLimit` means that many or more.
     static let countLimit = 1000
 
-    /// A bounded count of the caller's firm's rows of `table` where `condition` holds.
-    private static func boundedCount(_ table: String, _ condition: String, as name: String) -> String {
-        """
-        (SELECT count(*) FROM (SELECT FROM \(table) x WHERE x.firm_id = app_current_firm() AND \(condition)
-            LIMIT \(countLimit)) n) AS \(name)
-        """
-    }
-
     static let inboundColumns = """
         w.event_type AS webhook_last_type, w.created_at AS webhook_last_at,
         i.webhook_noop_sent_at, i.webhook_last_noop_at,
-        \(boundedCount("smokeball_webhook_events", "NOT x.processed", as: "events_pending")),
-        \(boundedCount("smokeball_webhook_events", "x.status = 'failed'", as: "events_failed")),
+        least(ev.pending, \(countLimit)) AS events_pending, least(ev.failed, \(countLimit)) AS events_failed,
         imp.id AS import_id, imp.status AS import_status, imp.progress_done AS import_done,
         imp.progress_total AS import_total, imp.progress_failed AS import_failed, imp.last_error AS import_error,
         imp.created_at AS import_created_at, imp.started_at AS import_started_at,
-        imp.finished_at AS import_finished_at, now() AS import_now,
+        imp.finished_at AS import_finished_at, imp.now AS import_now,
         fm.n AS failed_matters, fm.id AS failed_matter_id, fm.failed_at AS failed_matter_at,
         fc.n AS failed_contacts, fc.id AS failed_client_id, fc.failed_at AS failed_client_at
         """
 
     static let inboundJoins = """
         LEFT JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE NOT e.processed) AS pending, count(*) FILTER (WHERE e.processed) AS failed
+            FROM (SELECT x.processed FROM smokeball_webhook_events x
+                  WHERE x.firm_id = app_current_firm() AND (NOT x.processed OR x.status = 'failed')
+                  ORDER BY x.processed DESC LIMIT \(2 * countLimit)) e
+        ) ev ON true
+        LEFT JOIN LATERAL (
             SELECT e.event_type, e.created_at FROM smokeball_webhook_events e
             WHERE e.firm_id = app_current_firm() ORDER BY e.created_at DESC LIMIT 1
         ) w ON true
         LEFT JOIN LATERAL (
             SELECT j.id, j.status, j.progress_done, j.progress_total, j.progress_failed, j.last_error, j.created_at,
-                   j.started_at, j.finished_at
+                   j.started_at, j.finished_at, now() AS now
             FROM jobs j WHERE j.firm_id = app_current_firm() AND j.kind = '\(ImportMattersJob.kind)'
             ORDER BY j.created_at DESC LIMIT 1
         ) imp ON true
