@@ -240,7 +240,7 @@ import Testing
             // The superuser skips every policy, as a misconfigured process would.
             let superuser = try database.admin()
             let results = try superuser.pipeline([
-                Tenancy.authenticate(firms.userB), Statement(StatusHandler.statusQuery, [StatusHandler.platform]),
+                Tenancy.authenticate(firms.userB), Statement(StatusHandler.statusQuery),
             ])
             let row = try results[1].single()
             #expect(try row.bool("has_integration") == false)

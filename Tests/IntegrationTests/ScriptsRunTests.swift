@@ -312,6 +312,68 @@ import Testing
         }
     }
 
+    /// The README's inbound walk-through, its `sh` block run as it stands (from the repository's
+    /// root, with this instance's data directory and cluster port): an import fills CaseHug with
+    /// the matters the sandbox holds in the four practice areas, a status change made in Smokeball
+    /// as a firm user closes the CaseHug matter, and a contact edit there updates the client. The
+    /// block prints how long CaseHug took to follow; printed here, not asserted.
+    static func inboundWalkthrough(environment: [String: String], demo: [String: String]) throws {
+        let readme = try String(
+            contentsOf: TestEnvironment.repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(
+            readme.range(of: "### Inbound: Smokeball to CaseHug (the sandbox)").map { readme[$0.upperBound...] })
+        let start = try #require(section.range(of: "```sh\n"))
+        let end = try #require(section[start.upperBound...].range(of: "\n```"))
+        let block = String(section[start.upperBound..<end.lowerBound])
+        let host = try Connection(url: try #require(demo["SUPERUSER_DATABASE_URL"]))
+        let sandbox = try Connection(url: try sandboxDatabaseURL(demo))
+        let firm = try #require(demo["DEMO_FIRM_ID"])
+
+        let output = try Processes.runTool(
+            "/bin/bash",
+            ["-e", "-o", "pipefail", "-c", "cd \"$REPO_ROOT\"\n" + block],
+            environment: environment.merging(["REPO_ROOT": TestEnvironment.repositoryRoot.path]) { $1 })
+        let follows = output.split(separator: "\n").compactMap { line in
+            line.range(of: "CaseHug followed after").map { line[$0.lowerBound...] }
+        }
+        #expect(follows.count == 3, "\(output.suffix(2000))")
+        for (what, line) in zip(["import job", "status change", "contact edit"], follows) {
+            print("README inbound walk-through, \(what): \(line)")
+        }
+
+        // The import: every seeded matter of the four practice areas that is neither deleted nor
+        // a lead, as the sandbox holds them, is a linked CaseHug matter; nothing else is.
+        let expected = try sandbox.execute(
+            """
+            SELECT m.number FROM sb_matters m JOIN sb_matter_types t ON t.id = m.matter_type_id
+            WHERE m.number LIKE 'SB-%' AND m.status <> 'Deleted' AND NOT m.is_lead
+              AND t.category IN ('Family Law', 'Immigration', 'Personal Injury', 'Estate Planning')
+            ORDER BY m.number
+            """
+        ).rows.map { try $0.string("number") }
+        let imported = try host.execute(
+            """
+            SELECT case_number FROM matters
+            WHERE firm_id = $1::uuid AND case_number LIKE 'SB-%' AND smokeball_link_status = 'confirmed'
+            ORDER BY case_number
+            """, [firm]
+        ).rows.map { try $0.string("case_number") }
+        #expect(!expected.isEmpty)
+        #expect(imported == expected)
+        let seeded = try sandbox.execute("SELECT count(*)::int8 AS n FROM sb_matters WHERE number LIKE 'SB-%'")
+            .single().int("n")
+        print("README inbound walk-through: \(imported.count) of \(seeded) seeded Smokeball matters imported")
+
+        // The status change and the contact edit reached CaseHug (the block waited for both).
+        let closed = try host.execute(
+            """
+            SELECT m.status, c.phone FROM matters m JOIN clients c ON c.id = m.client_id
+            WHERE m.firm_id = $1::uuid AND m.case_number LIKE 'SB-%' AND c.phone = '312 555-0142'
+            """, [firm]
+        ).rows
+        #expect(try closed.map { try $0.string("status") }.contains("closed"))
+    }
+
     /// Every seeded upload has a real file of its seeded size in the document store, and the
     /// routes are told where that store is.
     static func checkDemoDocuments(data: String, demo: [String: String]) throws {
@@ -385,8 +447,9 @@ import Testing
         // The README's walkthrough: the connect link, the sandbox's sign-in, back to connected,
         // status shows the Smokeball firm, disconnect leaves the partner no subscription.
         try Self.connect(script: script, environment: environment, demo: demo)
-        // Then the sync walk-through, and disconnect.
+        // Then the sync walk-through, the inbound one, and disconnect.
         try Self.syncWalkthrough(demo: demo)
+        try Self.inboundWalkthrough(environment: environment, demo: demo)
         try Self.disconnect(demo: demo)
         // What the routes and the worker wrote to stderr holds no client's personal data.
         let logs = data + "/run/logs"

@@ -73,12 +73,7 @@ public struct ImportMattersJob: JobHandler {
     }
 
     func importAll(_ context: JobContext, _ session: SmokeballSession) throws -> Counts {
-        let (settings, catalogue) = try matterTypes.types(scope: context.scope, session: session)
-        let mapping = try context.database.transaction(readOnly: true) { connection in
-            _ = try context.scope.enter(connection)
-            return ReverseMapping(
-                caseTypes: try Self.caseTypes(connection), mappings: settings.caseTypeMappings, catalogue: catalogue)
-        }
+        let mapping = try reverseMapping(context, session)
         var counts = Counts()
         var offset = 0
         while true {
@@ -95,6 +90,16 @@ public struct ImportMattersJob: JobHandler {
             if let size = page.value.size, offset >= size { break }
         }
         return counts
+    }
+
+    /// The firm's Smokeball matter type → case type mapping (also `MatterCreatedImport`'s).
+    func reverseMapping(_ context: JobContext, _ session: SmokeballSession) throws -> ReverseMapping {
+        let (settings, catalogue) = try matterTypes.types(scope: context.scope, session: session)
+        return try context.database.transaction(readOnly: true) { connection in
+            _ = try context.scope.enter(connection)
+            return ReverseMapping(
+                caseTypes: try Self.caseTypes(connection), mappings: settings.caseTypeMappings, catalogue: catalogue)
+        }
     }
 
     // MARK: One page

@@ -16,9 +16,12 @@ public struct WebhookEventJob: JobHandler {
     public var kind: String { Self.kind }
 
     let tokens: SmokeballTokenProvider
+    /// For `matter.created` with `import_new_matters` on (`MatterCreatedImport`).
+    let matterTypes: MatterTypeResolver
 
-    public init(tokens: SmokeballTokenProvider) {
+    public init(tokens: SmokeballTokenProvider, matterTypes: MatterTypeResolver? = nil) {
         self.tokens = tokens
+        self.matterTypes = matterTypes ?? MatterTypeResolver(database: tokens.database)
     }
 
     /// What processing did with the event (`smokeball_webhook_events.status`).
@@ -139,8 +142,17 @@ public struct WebhookEventJob: JobHandler {
             }
             return try record(event, context) { connection in try Self.applyContact(connection, id, contact) }
         case "matter.created":
-            // Importing matters made in Smokeball is `import_new_matters`' (issue #13 item 3): recorded here.
-            return try record(event, context) { _ in Result(status: .ignored, reason: "not_imported") }
+            let importing = try context.database.transaction(readOnly: true) { connection in
+                _ = try context.scope.enter(connection)
+                return try IntegrationSettings.current(connection).importNewMatters
+            }
+            guard importing, let id = event.resource else {
+                return try record(event, context) { _ in Result(status: .ignored, reason: "not_imported") }
+            }
+            let result = try MatterCreatedImport(
+                tokens: tokens, importer: ImportMattersJob(tokens: tokens, matterTypes: matterTypes)
+            ).run(id, context)
+            return try record(event, context) { _ in result }
         default:
             // files.updated, memo.created, contact.created/deleted and types we do not know.
             return try record(event, context) { _ in Result(status: .ignored, reason: "no_action") }
@@ -390,7 +402,8 @@ public struct WebhookEventJob: JobHandler {
             case "contact":
                 try connection.execute(
                     """
-                    UPDATE clients SET smokeball_contact_id = NULL, smokeball_contact_linked_by = NULL
+                    UPDATE clients SET smokeball_contact_id = NULL, smokeball_contact_linked_by = NULL,
+                        smokeball_contact_failed_at = now()
                     WHERE firm_id = app_current_firm() AND id = $1::uuid AND smokeball_contact_id = $2
                     """, [localID, external])
                 try SyncLog.record(
@@ -401,7 +414,7 @@ public struct WebhookEventJob: JobHandler {
                 try connection.execute(
                     """
                     UPDATE matters SET smokeball_link_status = 'failed', smokeball_sent = NULL,
-                        smokeball_folder_id = NULL, smokeball_version_id = NULL
+                        smokeball_folder_id = NULL, smokeball_version_id = NULL, smokeball_link_failed_at = now()
                     WHERE firm_id = app_current_firm() AND id = $1::uuid AND smokeball_matter_id = $2
                     """, [localID, external])
                 try SyncLog.record(

@@ -32,7 +32,7 @@ public struct StatusHandler: DatabaseHandler {
             // row-level security gave the status query nothing; the caller check below answers
             // 401/403.
             let results = try database.pipelinedRead([
-                Tenancy.authenticate(userID), Statement(Self.statusQuery, [Self.platform]),
+                Tenancy.authenticate(userID), Statement(Self.statusQuery),
             ])
             let caller = try Tenancy.caller(from: results[0], userID: userID)
             return try Response.json(encoding: Self.status(from: results[1].single(), caller: caller))
@@ -88,6 +88,11 @@ public struct StatusHandler: DatabaseHandler {
     /// The caller's integration row (if any) with its latest sync event, as exactly one row.
     /// Row-level security limits both tables to the caller's firm; the `firm_id` predicates say
     /// so again, so the answer stays the caller's even if a policy were missing or bypassed.
+    ///
+    /// It takes no parameter (the platform is a constant): PostgreSQL then always reuses the
+    /// prepared statement's generic plan. With one, it plans each execution anew while a custom
+    /// plan looks cheaper than the generic one, which with the inbound parts cost 1.2 to 1.7 ms
+    /// of planning per request (EXPLAIN ANALYZE EXECUTE, November 2026) against 0.01 ms.
     static let statusQuery = """
         SELECT i.is_active, i.access_token IS NOT NULL AS has_token, i.token_expires_at,
                rc.run_date::text AS reconciliation_run_date, rc.status AS reconciliation_status,
@@ -101,9 +106,10 @@ public struct StatusHandler: DatabaseHandler {
                cb.email AS connected_by_email,
                s.action AS sync_action, s.status AS sync_status, s.matter_id AS sync_matter_id,
                s.upload_id AS sync_upload_id, s.external_id AS sync_external_id,
-               s.error_message AS sync_error_message, s.created_at AS sync_created_at
+               s.error_message AS sync_error_message, s.created_at AS sync_created_at,
+               \(Self.inboundColumns)
         FROM (SELECT 1) AS one
-        LEFT JOIN firm_integrations i ON i.platform = $1 AND i.firm_id = app_current_firm()
+        LEFT JOIN firm_integrations i ON i.platform = '\(platform)' AND i.firm_id = app_current_firm()
         LEFT JOIN users cb ON cb.id = i.connected_by AND cb.firm_id = app_current_firm()
         LEFT JOIN LATERAL (
             SELECT run_date, status, started_at, finished_at, matters_read, contacts_read, drift, error
@@ -115,11 +121,12 @@ public struct StatusHandler: DatabaseHandler {
             FROM integration_sync_logs l WHERE l.integration_id = i.id AND l.firm_id = app_current_firm()
             ORDER BY l.created_at DESC LIMIT 1
         ) s ON true
+        \(Self.inboundJoins)
         """
 
     /// The answer for a successful update, read in the update's transaction.
     static func status(_ connection: Connection, caller: Caller) throws -> StatusAnswer {
-        try status(from: try connection.execute(statusQuery, [platform]).single(), caller: caller)
+        try status(from: try connection.execute(statusQuery).single(), caller: caller)
     }
 
     /// A refresh token expiring sooner than this shows as `reconnect_by` (Smokeball's last 30 days).
@@ -131,7 +138,9 @@ public struct StatusHandler: DatabaseHandler {
             platform: platform, firmID: caller.firmID, canManageSettings: caller.isFirmAdmin, connected: false,
             needsReconnect: false, needsReconnectReason: nil, reconnectBy: nil, tokenExpiresAt: nil,
             refreshTokenExpiresAt: nil, connectedAt: nil, connectedBy: nil, smokeball: nil, webhookSubscription: nil,
-            settings: .defaults, lastSync: nil)
+            settings: .defaults, lastSync: nil, lastWebhook: nil, webhookEvents: .init(pending: 0, failed: 0),
+            webhookDelivery: .init(noopSentAt: nil, noopArrivedAt: nil), importProgress: nil,
+            failedLinks: .init(matters: 0, contacts: 0, latest: nil))
         if try row.bool("has_integration") {
             if let stored = try row.json("settings") as? [String: Any] {
                 answer.settings = IntegrationSettings(stored: stored)
@@ -170,6 +179,7 @@ public struct StatusHandler: DatabaseHandler {
             }
         }
         answer.lastReconciliation = try StatusAnswer.LastReconciliation(row)
+        try inbound(from: row, into: &answer)
         if let action = try row.optionalString("sync_action") {
             answer.lastSync = StatusAnswer.LastSync(
                 action: action, status: try row.string("sync_status"), matterID: try row.optionalUUID("sync_matter_id"),
@@ -300,6 +310,12 @@ struct StatusAnswer: Encodable, Equatable {
     var settings: IntegrationSettings
     var lastSync: LastSync?
     var lastReconciliation: LastReconciliation? = nil
+    // Inbound (StatusHandler+Inbound.swift).
+    var lastWebhook: LastWebhook?
+    var webhookEvents: WebhookEvents
+    var webhookDelivery: WebhookDelivery
+    var importProgress: ImportProgress?
+    var failedLinks: FailedLinks
 
     enum CodingKeys: String, CodingKey {
         case platform
@@ -318,5 +334,10 @@ struct StatusAnswer: Encodable, Equatable {
         case settings
         case lastSync = "last_sync"
         case lastReconciliation = "last_reconciliation"
+        case lastWebhook = "last_webhook"
+        case webhookEvents = "webhook_events"
+        case webhookDelivery = "webhook_delivery"
+        case importProgress = "import"
+        case failedLinks = "failed_links"
     }
 }

@@ -170,12 +170,17 @@ public struct SyncHandler: DatabaseHandler {
     /// Seconds left at the pace so far: items remaining × (time since the run started ÷ items
     /// done), rounded up. Nil unless the job is running, has done something and knows its total.
     static func etaSeconds(_ job: JobRecord, now: Date) -> Int? {
-        guard job.status == .running, job.progress.done > 0, let total = job.progress.total,
-            let started = job.startedAt
-        else { return nil }
+        etaSeconds(status: job.status, progress: job.progress, startedAt: job.startedAt, now: now)
+    }
+
+    /// The same from a job's parts (the status route reads them in its own query).
+    static func etaSeconds(status: Job.Status, progress: JobProgress, startedAt: Date?, now: Date) -> Int? {
+        guard status == .running, progress.done > 0, let total = progress.total, let started = startedAt else {
+            return nil
+        }
         let elapsed = max(now.timeIntervalSince(started), 0)
-        let remaining = max(total - job.progress.done, 0)
-        return Int((Double(remaining) * elapsed / Double(job.progress.done)).rounded(.up))
+        let remaining = max(total - progress.done, 0)
+        return Int((Double(remaining) * elapsed / Double(progress.done)).rounded(.up))
     }
 
     static func parseJSON(_ text: String) throws -> Any {

@@ -14,6 +14,9 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
     /// The Smokeball location (US state, AU state, UK nation) whose matter types are used; nil
     /// means the Smokeball firm's own state.
     public var location: String?
+    /// Whether a matter created in Smokeball (`matter.created`) is imported into CaseHug as
+    /// `import_matters` would (docs/inbound.md); off by default.
+    public var importNewMatters: Bool
 
     public static let defaultDocumentsFolder = "CaseHug"
 
@@ -22,13 +25,15 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
 
     public init(
         autoSyncOnApproval: Bool, autoSyncOnMatterCreated: Bool, caseTypeMappings: [String: String],
-        documentsFolder: String = IntegrationSettings.defaultDocumentsFolder, location: String? = nil
+        documentsFolder: String = IntegrationSettings.defaultDocumentsFolder, location: String? = nil,
+        importNewMatters: Bool = false
     ) {
         self.autoSyncOnApproval = autoSyncOnApproval
         self.autoSyncOnMatterCreated = autoSyncOnMatterCreated
         self.caseTypeMappings = caseTypeMappings
         self.documentsFolder = documentsFolder
         self.location = location
+        self.importNewMatters = importNewMatters
     }
 
     static let autoSyncOnApprovalKey = CodingKeys.autoSyncOnApproval.rawValue
@@ -36,8 +41,10 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
     static let caseTypeMappingsKey = CodingKeys.caseTypeMappings.rawValue
     static let documentsFolderKey = CodingKeys.documentsFolder.rawValue
     static let locationKey = CodingKeys.location.rawValue
+    static let importNewMattersKey = CodingKeys.importNewMatters.rawValue
     static let fields: Set<String> = [
         autoSyncOnApprovalKey, autoSyncOnMatterCreatedKey, caseTypeMappingsKey, documentsFolderKey, locationKey,
+        importNewMattersKey,
     ]
     static let maxMappingValueLength = 200
     static let maxDocumentsFolderLength = 256
@@ -48,6 +55,7 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
         case caseTypeMappings = "case_type_mappings"
         case documentsFolder = "documents_folder"
         case location
+        case importNewMatters = "import_new_matters"
     }
 
     public var jsonText: String {
@@ -70,6 +78,8 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
         documentsFolder =
             (object[Self.documentsFolderKey] as? String).flatMap(Self.documentsFolder) ?? defaults.documentsFolder
         location = (object[Self.locationKey] as? String).flatMap(Self.location)
+        importNewMatters =
+            object[Self.importNewMattersKey].flatMap { JSONBoolean.value($0) } ?? defaults.importNewMatters
     }
 
     /// The settings of the firm `connection`'s transaction is bound to (the defaults before any
@@ -128,6 +138,9 @@ public struct IntegrationSettings: Sendable, Equatable, Encodable {
         }
         if let value = body[Self.autoSyncOnMatterCreatedKey] {
             result.autoSyncOnMatterCreated = try Self.bool(value, field: Self.autoSyncOnMatterCreatedKey)
+        }
+        if let value = body[Self.importNewMattersKey] {
+            result.importNewMatters = try Self.bool(value, field: Self.importNewMattersKey)
         }
         if let value = body[Self.caseTypeMappingsKey] {
             guard let mappings = value as? [String: Any] else {

@@ -301,8 +301,15 @@ public enum WebhookDispatcher {
         return outcome
     }
 
-    /// `smokeball-sandbox deliver`: passes forever, pausing ~200 ms whenever nothing was due.
-    /// Logs JSON lines on stderr (no payloads). Stop it with SIGTERM.
+    /// `smokeball-sandbox deliver`: passes until SIGTERM or SIGINT, pausing ~200 ms whenever
+    /// nothing was due. Logs JSON lines on stderr (no payloads).
+    ///
+    /// A stop ends it between passes (a pass in flight finishes its deliveries), exit status 0.
+    /// The signals are handled explicitly rather than left to their default action: a process
+    /// inherits its parent's blocked signals (a test process, or any runtime that blocks SIGTERM
+    /// in the thread that spawns), and with SIGTERM blocked the default action never happens.
+    /// `StopSignals` blocks them itself and unblocks them only while waiting, so a stop is seen
+    /// whatever mask the process started with.
     public static func run(configuration: SandboxConfiguration) -> Never {
         let log = Logger(route: "smokeball-sandbox-deliver")
         let database = Database(
@@ -314,9 +321,13 @@ public enum WebhookDispatcher {
             log.error("webhook_dispatcher_http_client_failed", ["error": error.description])
             exit(1)
         }
+        guard StopSignals.install() else {
+            log.error("webhook_dispatcher_signals_failed", ["errno": Int(errno)])
+            exit(1)
+        }
         log.info("webhook_dispatcher_started", ["batch_size": batchSize, "max_attempts": maxAttempts])
         var failing = false
-        while true {
+        while !StopSignals.checkPending() {
             do {
                 let counts = try deliverPending(database: database, now: Date(), client: client, log: log)
                 if failing {
@@ -328,13 +339,20 @@ public enum WebhookDispatcher {
                         "webhook_pass",
                         ["events": counts.events, "deliveries_created": counts.created, "purged": counts.purged])
                 }
-                if counts.attempted == 0 { usleep(pollInterval) }
+                if counts.attempted == 0 { pause(seconds: Double(pollInterval) / 1_000_000) }
             } catch {
                 // Database down or not migrated yet: say so once per outage, keep trying.
                 if !failing { log.error("webhook_pass_failed", ["error": String(describing: error)]) }
                 failing = true
-                sleep(1)
+                pause(seconds: 1)
             }
         }
+        log.info("webhook_dispatcher_stopped")
+        exit(0)
+    }
+
+    /// Sleeps, or returns at once when a stop signal arrives.
+    private static func pause(seconds: TimeInterval) {
+        _ = try? StopSignals.wait(readable: -1, timeout: seconds)
     }
 }

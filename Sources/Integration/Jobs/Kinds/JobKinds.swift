@@ -39,7 +39,7 @@ public enum JobKinds {
             PullMattersJob(tokens: tokens),
             // Automatic sync (migration 033): a linked client's changes pushed to its contact.
             PushContactJob(tokens: tokens),
-            WebhookEventJob(tokens: tokens),
+            WebhookEventJob(tokens: tokens, matterTypes: MatterTypeResolver(database: database)),
             ImportMattersJob(tokens: tokens, matterTypes: MatterTypeResolver(database: database)),
             // Nightly, scheduled by the worker itself at RECONCILIATION_TIME (docs/inbound.md).
             ReconcileFirmJob(

@@ -1,0 +1,221 @@
+import Foundation
+import PostgreSQL
+
+/// The status route's inbound fields (docs/inbound.md, "Status"): the last webhook received,
+/// events pending and failed, the delivery path check, any import's progress and failed links.
+/// Read by `statusQuery` in its one statement: each part is one probe of an index of migration
+/// 039 (or 023), and every count stops at `countLimit`, so the status answer's cost does not
+/// grow with a firm's history.
+extension StatusHandler {
+    /// Counts stop here: a count of `countLimit` means that many or more.
+    static let countLimit = 1000
+
+    static let inboundColumns = """
+        w.event_type AS webhook_last_type, w.created_at AS webhook_last_at,
+        i.webhook_noop_sent_at, i.webhook_last_noop_at,
+        least(ev.pending, \(countLimit)) AS events_pending, least(ev.failed, \(countLimit)) AS events_failed,
+        imp.id AS import_id, imp.status AS import_status, imp.progress_done AS import_done,
+        imp.progress_total AS import_total, imp.progress_failed AS import_failed, imp.last_error AS import_error,
+        imp.created_at AS import_created_at, imp.started_at AS import_started_at,
+        imp.finished_at AS import_finished_at, imp.now AS import_now,
+        fm.n AS failed_matters, fm.id AS failed_matter_id, fm.failed_at AS failed_matter_at,
+        fc.n AS failed_contacts, fc.id AS failed_client_id, fc.failed_at AS failed_client_at
+        """
+
+    static let inboundJoins = """
+        LEFT JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE NOT e.processed) AS pending, count(*) FILTER (WHERE e.processed) AS failed
+            FROM (SELECT x.processed FROM smokeball_webhook_events x
+                  WHERE x.firm_id = app_current_firm() AND (NOT x.processed OR x.status = 'failed')
+                  ORDER BY x.processed DESC LIMIT \(2 * countLimit)) e
+        ) ev ON true
+        LEFT JOIN LATERAL (
+            SELECT e.event_type, e.created_at FROM smokeball_webhook_events e
+            WHERE e.firm_id = app_current_firm() ORDER BY e.created_at DESC LIMIT 1
+        ) w ON true
+        LEFT JOIN LATERAL (
+            SELECT j.id, j.status, j.progress_done, j.progress_total, j.progress_failed, j.last_error, j.created_at,
+                   j.started_at, j.finished_at, now() AS now
+            FROM jobs j WHERE j.firm_id = app_current_firm() AND j.kind = '\(ImportMattersJob.kind)'
+            ORDER BY j.created_at DESC LIMIT 1
+        ) imp ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*) AS n, (array_agg(f.id ORDER BY f.failed_at DESC NULLS LAST))[1] AS id,
+                   max(f.failed_at) AS failed_at
+            FROM (SELECT m.id, m.smokeball_link_failed_at AS failed_at FROM matters m
+                  WHERE m.firm_id = app_current_firm() AND m.smokeball_link_status = 'failed'
+                  ORDER BY m.smokeball_link_failed_at DESC NULLS LAST LIMIT \(countLimit)) f
+        ) fm ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*) AS n, (array_agg(f.id ORDER BY f.failed_at DESC))[1] AS id, max(f.failed_at) AS failed_at
+            FROM (SELECT c.id, c.smokeball_contact_failed_at AS failed_at FROM clients c
+                  WHERE c.firm_id = app_current_firm() AND c.smokeball_contact_failed_at IS NOT NULL
+                    AND c.smokeball_contact_id IS NULL
+                  ORDER BY c.smokeball_contact_failed_at DESC LIMIT \(countLimit)) f
+        ) fc ON true
+        """
+
+    /// Fills the inbound fields from `statusQuery`'s row.
+    static func inbound(from row: Row, into answer: inout StatusAnswer) throws {
+        if let type = try row.optionalString("webhook_last_type") {
+            answer.lastWebhook = StatusAnswer.LastWebhook(
+                eventType: type, receivedAt: try row.date("webhook_last_at"))
+        }
+        answer.webhookEvents = StatusAnswer.WebhookEvents(
+            pending: Int(try row.int("events_pending")), failed: Int(try row.int("events_failed")))
+        answer.webhookDelivery = StatusAnswer.WebhookDelivery(
+            noopSentAt: try row.optionalDate("webhook_noop_sent_at"),
+            noopArrivedAt: try row.optionalDate("webhook_last_noop_at"))
+        if let jobID = try row.optionalUUID("import_id") {
+            let status = Job.Status(rawValue: try row.string("import_status")) ?? .dead
+            let progress = JobProgress(
+                done: Int(try row.int("import_done")), total: try row.optionalInt("import_total").map { Int($0) },
+                failed: Int(try row.int("import_failed")))
+            let startedAt = try row.optionalDate("import_started_at")
+            answer.importProgress = StatusAnswer.ImportProgress(
+                jobID: jobID, status: status.rawValue, progress: progress,
+                etaSeconds: SyncHandler.etaSeconds(
+                    status: status, progress: progress, startedAt: startedAt, now: try row.date("import_now")),
+                error: try row.optionalString("import_error"), createdAt: try row.date("import_created_at"),
+                startedAt: startedAt, finishedAt: try row.optionalDate("import_finished_at"))
+        }
+        // The latest of the two kinds; a matter that failed before migration 039 has no time and
+        // is the oldest.
+        let matter = try row.optionalUUID("failed_matter_id").map { id in
+            StatusAnswer.FailedLink(
+                resource: "matter", matterID: id, clientID: nil, failedAt: try row.optionalDate("failed_matter_at"),
+                message: StatusAnswer.FailedLink.matterMessage)
+        }
+        let contact = try row.optionalUUID("failed_client_id").map { id in
+            StatusAnswer.FailedLink(
+                resource: "contact", matterID: nil, clientID: id, failedAt: try row.optionalDate("failed_client_at"),
+                message: StatusAnswer.FailedLink.contactMessage)
+        }
+        let latest: StatusAnswer.FailedLink? =
+            if let matter, let contact {
+                (contact.failedAt ?? .distantPast) >= (matter.failedAt ?? .distantPast) ? contact : matter
+            } else {
+                matter ?? contact
+            }
+        answer.failedLinks = StatusAnswer.FailedLinks(
+            matters: Int(try row.int("failed_matters")), contacts: Int(try row.int("failed_contacts")), latest: latest)
+    }
+}
+
+extension StatusAnswer {
+    /// The newest delivery stored for the firm (its payload is not shown).
+    struct LastWebhook: Encodable, Equatable {
+        var eventType: String
+        var receivedAt: Date
+
+        enum CodingKeys: String, CodingKey {
+            case eventType = "event_type"
+            case receivedAt = "received_at"
+        }
+    }
+
+    /// Stored events not processed yet, and events whose processing failed (each at most
+    /// `StatusHandler.countLimit`).
+    struct WebhookEvents: Encodable, Equatable {
+        var pending: Int
+        var failed: Int
+    }
+
+    /// The delivery path, end to end: when the last test event (`noop`) was asked of Smokeball
+    /// and when one last arrived. `state`: `verified` (one arrived at or after the last ask),
+    /// `waiting` (asked, not arrived since), `unchecked` (never asked, none arrived).
+    struct WebhookDelivery: Encodable, Equatable {
+        var noopSentAt: Date?
+        var noopArrivedAt: Date?
+
+        var state: String {
+            switch (noopSentAt, noopArrivedAt) {
+            case (nil, nil): "unchecked"
+            case (let sent?, let arrived?): arrived >= sent ? "verified" : "waiting"
+            case (nil, _?): "verified"
+            case (_?, nil): "waiting"
+            }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case noopSentAt = "noop_sent_at"
+            case noopArrivedAt = "noop_arrived_at"
+            case state
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encodeIfPresent(noopSentAt, forKey: .noopSentAt)
+            try container.encodeIfPresent(noopArrivedAt, forKey: .noopArrivedAt)
+            try container.encode(state, forKey: .state)
+        }
+    }
+
+    /// The firm's newest `import_matters` job, as `GET sync?job_id=` shows it.
+    struct ImportProgress: Encodable, Equatable {
+        var jobID: UUID
+        var status: String
+        var progress: JobProgress
+        var etaSeconds: Int?
+        /// The worker's own words (no PHI), when an attempt failed.
+        var error: String?
+        var createdAt: Date
+        var startedAt: Date?
+        var finishedAt: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case jobID = "job_id"
+            case status, progress, error
+            case etaSeconds = "eta_seconds"
+            case createdAt = "created_at"
+            case startedAt = "started_at"
+            case finishedAt = "finished_at"
+        }
+    }
+
+    /// Creates Smokeball accepted and then refused (an `error` event): matters whose link is
+    /// `failed`, clients whose contact create failed and that have no contact since (each at
+    /// most `StatusHandler.countLimit`), and the latest of them.
+    struct FailedLinks: Encodable, Equatable {
+        var matters: Int
+        var contacts: Int
+        var latest: FailedLink?
+
+        var count: Int { matters + contacts }
+
+        enum CodingKeys: String, CodingKey {
+            case count, matters, contacts, latest
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(count, forKey: .count)
+            try container.encode(matters, forKey: .matters)
+            try container.encode(contacts, forKey: .contacts)
+            try container.encodeIfPresent(latest, forKey: .latest)
+        }
+    }
+
+    /// One failed link. The message is ours: Smokeball's own (which may quote the firm's data,
+    /// an email address for one) stays in the history, which the firm reads per matter.
+    struct FailedLink: Encodable, Equatable {
+        var resource: String
+        var matterID: UUID?
+        var clientID: UUID?
+        /// Nil for a matter that failed before migration 039 recorded when.
+        var failedAt: Date?
+        var message: String
+
+        static let matterMessage =
+            "Smokeball refused to create the matter; its history has Smokeball's reason, and the next sync creates it again"
+        static let contactMessage =
+            "Smokeball refused to create the client's contact; the history has Smokeball's reason, and the next sync creates it again"
+
+        enum CodingKeys: String, CodingKey {
+            case resource, message
+            case matterID = "matter_id"
+            case clientID = "client_id"
+            case failedAt = "failed_at"
+        }
+    }
+}
