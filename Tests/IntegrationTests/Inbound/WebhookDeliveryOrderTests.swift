@@ -18,62 +18,24 @@ import Testing
     /// a process spawned by a runtime that blocks them inherits them: a stop must still end it
     /// cleanly. They are blocked by a small exec wrapper (the mask survives exec), not in this
     /// test process, whose other threads spawn other tests' processes.
-    final class Dispatcher {
-        let process = Process()
-        let log: URL
-
-        init(sandboxDatabaseURL: String) throws {
-            let executable = URL(fileURLWithPath: TestEnvironment.binDirectory)
-                .appendingPathComponent("smokeball-sandbox").path
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = [
+    static func dispatcher(sandboxDatabaseURL: String) throws -> KillableWorker {
+        let executable = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent("smokeball-sandbox")
+        return try KillableWorker(
+            executableURL: URL(fileURLWithPath: "/usr/bin/python3"),
+            arguments: [
                 "-c",
                 "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}); "
                     + "os.execv(sys.argv[1], sys.argv[1:])",
-                executable, "deliver",
-            ]
-            process.environment = ["SANDBOX_DATABASE_URL": sandboxDatabaseURL, "PATH": "/usr/bin:/bin"]
-            log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("deliver-\(UUID()).log")
-            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-            let handle = try FileHandle(forWritingTo: log)
-            process.standardError = handle
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-        }
-
-        deinit {
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-            try? FileManager.default.removeItem(at: log)
-        }
-
-        var logText: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-
-        /// SIGTERM, then waits (at most 20 s: a pass in flight finishes first) for it to exit.
-        func stop() throws {
-            kill(process.processIdentifier, SIGTERM)
-            try Processes.waitFor("the dispatcher to stop on SIGTERM", timeout: 20) { !process.isRunning }
-        }
-    }
-
-    static func routeEnvironment(_ sandboxURL: String?) -> [String: String] {
-        WebhooksEndToEndTests.routeEnvironment(
-            clientID: SmokeballSandbox.clientID,
-            extra: [
-                "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
-                "SMOKEBALL_CLIENT_SECRET": SmokeballSandbox.clientSecret,
-                "SMOKEBALL_API_KEY": SmokeballSandbox.apiKey,
-                "SMOKEBALL_AUTH_BASE_URL": sandboxURL ?? "", "SMOKEBALL_API_BASE_URL": sandboxURL ?? "",
-            ])
+                executable.path, "deliver",
+            ],
+            environment: ["SANDBOX_DATABASE_URL": sandboxDatabaseURL, "PATH": "/usr/bin:/bin"])
     }
 
     @Test("The sandbox's dispatcher stops cleanly on SIGTERM even when started with SIGTERM blocked")
     func dispatcherStopsOnSIGTERM() throws {
         let store = try SandboxEndToEndTests.SandboxStore()
         defer { store.drop() }
-        let dispatcher = try Dispatcher(sandboxDatabaseURL: store.url)
+        let dispatcher = try Self.dispatcher(sandboxDatabaseURL: store.url)
         try Processes.waitFor("the dispatcher to start") { dispatcher.logText.contains("webhook_dispatcher_started") }
         try dispatcher.stop()
         #expect(dispatcher.process.terminationReason == Process.TerminationReason.exit)
@@ -135,7 +97,8 @@ import Testing
     static func run(_ changes: [Change]?, seed: UInt64, duplicateAndShuffle: Bool) throws -> EndState {
         var state = EndState()
         try SmokeballSandbox.with(
-            routes: ["webhooks", "status"], routeEnvironment: { _, sandboxURL in Self.routeEnvironment(sandboxURL) }
+            routes: ["webhooks", "status"],
+            routeEnvironment: { _, sandboxURL in WebhooksEndToEndTests.sandboxRouteEnvironment(sandboxURL) }
         ) { sandbox in
             let flow = try ConnectionFlow(sandbox)
             try flow.connectFirm()
@@ -205,7 +168,7 @@ import Testing
 
             // Everything is recorded in Smokeball before the dispatcher starts, so a shuffle
             // can reorder the whole sequence.
-            let dispatcher = try Dispatcher(sandboxDatabaseURL: sandbox.store.url)
+            let dispatcher = try Self.dispatcher(sandboxDatabaseURL: sandbox.store.url)
             func count(_ connection: Connection, _ sql: String, _ values: [any SQLValueConvertible]) throws -> Int {
                 Int(try connection.execute(sql, values).single().int("n"))
             }

@@ -24,6 +24,18 @@ import Testing
         ].merging(extra) { $1 }
     }
 
+    /// The routes' environment against the sandbox: its client, its keys, its URLs.
+    static func sandboxRouteEnvironment(_ sandboxURL: String?) -> [String: String] {
+        routeEnvironment(
+            clientID: SmokeballSandbox.clientID,
+            extra: [
+                "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
+                "SMOKEBALL_CLIENT_SECRET": SmokeballSandbox.clientSecret,
+                "SMOKEBALL_API_KEY": SmokeballSandbox.apiKey,
+                "SMOKEBALL_AUTH_BASE_URL": sandboxURL ?? "", "SMOKEBALL_API_BASE_URL": sandboxURL ?? "",
+            ])
+    }
+
     static func send(_ service: RunningService, _ body: [UInt8], headers: [String: String]) throws -> HTTPResponse {
         try service.send("POST", path, headers: headers.map { ($0.key, $0.value) }, body: body)
     }
@@ -94,14 +106,7 @@ import Testing
         try SmokeballSandbox.with(
             routes: ["webhooks"],
             routeEnvironment: { _, sandboxURL in
-                Self.routeEnvironment(
-                    clientID: SmokeballSandbox.clientID,
-                    extra: [
-                        "TOKEN_ENCRYPTION_KEY": Data(ConnectionFlow.key).base64EncodedString(),
-                        "SMOKEBALL_CLIENT_SECRET": SmokeballSandbox.clientSecret,
-                        "SMOKEBALL_API_KEY": SmokeballSandbox.apiKey,
-                        "SMOKEBALL_AUTH_BASE_URL": sandboxURL ?? "", "SMOKEBALL_API_BASE_URL": sandboxURL ?? "",
-                    ])
+                Self.sandboxRouteEnvironment(sandboxURL)
             }
         ) { sandbox in
             let flow = try ConnectionFlow(sandbox)

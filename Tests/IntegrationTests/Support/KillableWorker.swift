@@ -13,11 +13,19 @@ final class KillableWorker {
     let process = Process()
     let log: URL
 
-    init(executable: String, arguments: [String], environment: [String: String]) throws {
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent(executable)
+    /// One of the package's executables, by name.
+    convenience init(executable: String, arguments: [String], environment: [String: String]) throws {
+        try self.init(
+            executableURL: URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent(executable),
+            arguments: arguments, environment: environment)
+    }
+
+    init(executableURL: URL, arguments: [String], environment: [String: String]) throws {
+        process.executableURL = executableURL
         process.arguments = arguments
         process.environment = environment
-        log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("\(executable)-\(UUID()).log")
+        log = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("\(executableURL.lastPathComponent)-\(UUID()).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardError = handle
