@@ -122,7 +122,7 @@ public struct WebhookEventJob: JobHandler {
             guard let state: MatterState = try reread("/matters/", id, context) else {
                 return try record(event, context) { _ in Result(status: .ignored, reason: "not_readable") }
             }
-            return try record(event, context) { connection in try Self.applyMatter(connection, id, state) }
+            return try record(event, context) { connection in try Self.applyMatterState(connection, id, state).result }
         case "contact.updated":
             guard let id = event.resource else {
                 return try record(event, context) { _ in Result(status: .ignored, reason: "no_resource_id") }
@@ -140,7 +140,8 @@ public struct WebhookEventJob: JobHandler {
             guard let contact: SmokeballContact = try reread("/contacts/", id, context) else {
                 return try record(event, context) { _ in Result(status: .ignored, reason: "not_readable") }
             }
-            return try record(event, context) { connection in try Self.applyContact(connection, id, contact) }
+            return try record(event, context) { connection in try Self.applyContactState(connection, id, contact).result
+            }
         case "matter.created":
             let importing = try context.database.transaction(readOnly: true) { connection in
                 _ = try context.scope.enter(connection)
@@ -273,10 +274,6 @@ public struct WebhookEventJob: JobHandler {
         return version < applied
     }
 
-    static func applyMatter(_ connection: Connection, _ smokeballID: String, _ state: MatterState) throws -> Result {
-        try applyMatterState(connection, smokeballID, state).result
-    }
-
     /// A CaseHug matter's status that followed Smokeball (reconciliation records it as drift).
     struct MatterDrift: Sendable, Equatable {
         let matterID: UUID
@@ -316,14 +313,6 @@ public struct WebhookEventJob: JobHandler {
 
     // MARK: Contacts
 
-    /// Every client linked to the contact takes the person's name, and its email and phone when
-    /// Smokeball has one (a blank one there leaves CaseHug's, as the push leaves Smokeball's).
-    static func applyContact(_ connection: Connection, _ contactID: String, _ contact: SmokeballContact) throws
-        -> Result
-    {
-        try applyContactState(connection, contactID, contact).result
-    }
-
     /// A CaseHug client that followed its Smokeball contact: which of its fields changed (names
     /// only, never values: reconciliation records it as drift).
     struct ClientDrift: Sendable, Equatable {
@@ -331,8 +320,10 @@ public struct WebhookEventJob: JobHandler {
         let fields: [String]
     }
 
-    /// Applies the contact to every client linked to it; the clients that changed. Webhook
-    /// events and reconciliation both apply through here.
+    /// Applies the contact to every client linked to it: each takes the person's name, and its
+    /// email and phone when Smokeball has one (a blank one there leaves CaseHug's, as the push
+    /// leaves Smokeball's); the clients that changed. Webhook events and reconciliation both
+    /// apply through here.
     static func applyContactState(_ connection: Connection, _ contactID: String, _ contact: SmokeballContact) throws
         -> (result: Result, drift: [ClientDrift])
     {

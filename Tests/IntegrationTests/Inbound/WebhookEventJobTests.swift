@@ -186,8 +186,9 @@ struct WebhookEventJobTests {
             let applied = try #require(try rig.fixture.row("matters", matter).optionalString("smokeball_version_id"))
             let older = String(try #require(Int64(applied)) - 1)
             let outcome = try rig.flow.seed.asFirm(rig.fixture.firm) { connection in
-                try WebhookEventJob.applyMatter(
-                    connection, smokeballID, WebhookEventJob.MatterState(versionId: older, status: "Open"))
+                try WebhookEventJob.applyMatterState(
+                    connection, smokeballID, WebhookEventJob.MatterState(versionId: older, status: "Open")
+                ).result
             }
             #expect(outcome.status == .stale)
             #expect(try rig.matterStatus(matter) == "closed")
