@@ -14,12 +14,12 @@ extension StatusHandler {
         w.event_type AS webhook_last_type, w.created_at AS webhook_last_at,
         i.webhook_noop_sent_at, i.webhook_last_noop_at,
         least(ev.pending, \(countLimit)) AS events_pending, least(ev.failed, \(countLimit)) AS events_failed,
-        imp.id AS import_id, imp.status AS import_status, imp.progress_done AS import_done,
-        imp.progress_total AS import_total, imp.progress_failed AS import_failed, imp.last_error AS import_error,
-        imp.created_at AS import_created_at, imp.started_at AS import_started_at,
-        imp.finished_at AS import_finished_at, imp.now AS import_now,
-        fm.n AS failed_matters, fm.id AS failed_matter_id, fm.failed_at AS failed_matter_at,
-        fc.n AS failed_contacts, fc.id AS failed_client_id, fc.failed_at AS failed_client_at
+        sm.import_job_id AS import_id, sm.import_status, sm.import_progress_done AS import_done,
+        sm.import_progress_total AS import_total, sm.import_progress_failed AS import_failed,
+        sm.import_last_error AS import_error, sm.import_created_at, sm.import_started_at, sm.import_finished_at,
+        now() AS import_now, coalesce(sm.failed_matters, 0) AS failed_matters, sm.failed_matter_id,
+        sm.failed_matter_at, coalesce(sm.failed_contacts, 0) AS failed_contacts, sm.failed_client_id,
+        sm.failed_client_at
         """
 
     static let inboundJoins = """
@@ -33,26 +33,7 @@ extension StatusHandler {
             SELECT e.event_type, e.created_at FROM smokeball_webhook_events e
             WHERE e.firm_id = app_current_firm() ORDER BY e.created_at DESC LIMIT 1
         ) w ON true
-        LEFT JOIN LATERAL (
-            SELECT j.id, j.status, j.progress_done, j.progress_total, j.progress_failed, j.last_error, j.created_at,
-                   j.started_at, j.finished_at, now() AS now
-            FROM jobs j WHERE j.firm_id = app_current_firm() AND j.kind = '\(ImportMattersJob.kind)'
-            ORDER BY j.created_at DESC LIMIT 1
-        ) imp ON true
-        LEFT JOIN LATERAL (
-            SELECT count(*) AS n, (array_agg(f.id ORDER BY f.failed_at DESC NULLS LAST))[1] AS id,
-                   max(f.failed_at) AS failed_at
-            FROM (SELECT m.id, m.smokeball_link_failed_at AS failed_at FROM matters m
-                  WHERE m.firm_id = app_current_firm() AND m.smokeball_link_status = 'failed'
-                  ORDER BY m.smokeball_link_failed_at DESC NULLS LAST LIMIT \(countLimit)) f
-        ) fm ON true
-        LEFT JOIN LATERAL (
-            SELECT count(*) AS n, (array_agg(f.id ORDER BY f.failed_at DESC))[1] AS id, max(f.failed_at) AS failed_at
-            FROM (SELECT c.id, c.smokeball_contact_failed_at AS failed_at FROM clients c
-                  WHERE c.firm_id = app_current_firm() AND c.smokeball_contact_failed_at IS NOT NULL
-                    AND c.smokeball_contact_id IS NULL
-                  ORDER BY c.smokeball_contact_failed_at DESC LIMIT \(countLimit)) f
-        ) fc ON true
+        LEFT JOIN smokeball_inbound_summary sm ON sm.firm_id = app_current_firm()
         """
 
     /// Fills the inbound fields from `statusQuery`'s row.

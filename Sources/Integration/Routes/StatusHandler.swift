@@ -95,10 +95,9 @@ public struct StatusHandler: DatabaseHandler {
     /// of planning per request (EXPLAIN ANALYZE EXECUTE, November 2026) against 0.01 ms.
     static let statusQuery = """
         SELECT i.is_active, i.access_token IS NOT NULL AS has_token, i.token_expires_at,
-               rc.run_date::text AS reconciliation_run_date, rc.status AS reconciliation_status,
-               rc.started_at AS reconciliation_started_at, rc.finished_at AS reconciliation_finished_at,
-               rc.matters_read AS reconciliation_matters_read, rc.contacts_read AS reconciliation_contacts_read,
-               rc.drift AS reconciliation_drift, rc.error AS reconciliation_error,
+               sm.reconciliation_run_date::text AS reconciliation_run_date, sm.reconciliation_status,
+               sm.reconciliation_started_at, sm.reconciliation_finished_at, sm.reconciliation_matters_read,
+               sm.reconciliation_contacts_read, sm.reconciliation_drift, sm.reconciliation_error,
                i.refresh_token_expires_at, i.settings, i.smokeball_account_id, i.account_info, i.region,
                i.connected_at, i.id IS NOT NULL AS has_integration, i.needs_reconnect_reason,
                i.webhook_subscription_id, array_to_string(i.webhook_event_types, ',') AS webhook_event_types,
@@ -110,12 +109,9 @@ public struct StatusHandler: DatabaseHandler {
                \(Self.inboundColumns)
         FROM (SELECT 1) AS one
         LEFT JOIN firm_integrations i ON i.platform = '\(platform)' AND i.firm_id = app_current_firm()
-        LEFT JOIN users cb ON cb.id = i.connected_by AND cb.firm_id = app_current_firm()
         LEFT JOIN LATERAL (
-            SELECT run_date, status, started_at, finished_at, matters_read, contacts_read, drift, error
-            FROM smokeball_reconciliations r WHERE r.firm_id = app_current_firm()
-            ORDER BY r.run_date DESC LIMIT 1
-        ) rc ON true
+            SELECT u.full_name, u.email FROM users u WHERE u.id = i.connected_by AND u.firm_id = app_current_firm()
+        ) cb ON true
         LEFT JOIN LATERAL (
             SELECT action, status, matter_id, upload_id, external_id, error_message, created_at
             FROM integration_sync_logs l WHERE l.integration_id = i.id AND l.firm_id = app_current_firm()

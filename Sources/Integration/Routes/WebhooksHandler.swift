@@ -26,6 +26,8 @@ public struct WebhooksHandler: DatabaseHandler {
     let clientID: String?
     /// The clock the `Timestamp` header is checked against (tests move it).
     let now: @Sendable () -> Date
+    /// This process's copy of connections' keys (each worker process has its own).
+    let keyCache = WebhookKeyCache()
 
     /// Smokeball gives no replay window (FACTS.md); five minutes each way.
     public static let timestampTolerance: Int64 = 5 * 60 * 10_000_000
@@ -60,48 +62,96 @@ public struct WebhooksHandler: DatabaseHandler {
     static let unauthorized = HTTPError(
         .unauthorized, code: "invalid_signature", "The delivery's signature is not valid")
 
+    /// The connection's keys changed under three attempts in a row: Smokeball retries later.
+    static let connectionChanging = HTTPError(
+        .serviceUnavailable, code: "connection_changing", "The connection is changing; retry later")
+
+    /// The connection's firm and keys, found by account before any tenant is set (migration 035).
+    static let connectionSQL = "SELECT firm_id, webhook_secret, previous_webhook_secret FROM app_webhook_connection($1)"
+
+    /// The same, binding the firm only while `$2`, the sealed key a delivery matched, is still one
+    /// of the connection's (migration 042): otherwise the insert that follows stores nothing.
+    static let bindSQL = "SELECT firm_id, key_current FROM app_webhook_bind($1, $2)"
+
     public func handle(_ request: Request, _ context: RequestContext) throws -> Response {
         guard request.method == "POST" else { throw HTTPError.methodNotAllowed(allowed: ["POST"]) }
         guard request.body.count <= Self.maxBodyBytes else {
             throw HTTPError(
                 .payloadTooLarge, code: "payload_too_large", "Request body exceeds \(Self.maxBodyBytes) bytes")
         }
-        let envelope = try WebhookEnvelope(try request.jsonObject())
+        let envelope = try WebhookEnvelope(try request.jsonObject(), json: try WebhookEnvelope.text(request.body))
         guard let clientID else { throw ConnectHandler.notConfigured }
         let signed = SignedHeaders(request)
-        // Two round trips (docs/inbound.md, "Benchmarks"): the connection's keys, read in an
-        // implicit transaction; then, once the signature checks out, one pipelined transaction
-        // that binds the firm again, stores the event and enqueues its job.
-        let connectionSQL = "SELECT firm_id, webhook_secret, previous_webhook_secret FROM app_webhook_connection($1)"
-        guard let row = try database.pipelinedRead([Statement(connectionSQL, [envelope.accountID])])[0].first else {
-            try recordIgnored(envelope)
-            context.log.info("webhook_ignored", ["account_id": envelope.accountID, "event_type": envelope.type])
-            return Response.json(["status": Outcome.ignored.status])
+        // One round trip when this process holds the connection's keys from an earlier delivery
+        // (`WebhookKeyCache`): the transaction that stores the event confirms in its first
+        // statement that the key that matched is still the connection's. Otherwise two: the keys
+        // are read first (docs/inbound.md, "Benchmarks").
+        var cached = keyCache.entry(for: envelope.accountID)
+        var outcome: Outcome?
+        for _ in 0..<3 where outcome == nil {
+            let connection: WebhookKeyCache.Entry
+            let fresh = cached == nil
+            if let entry = cached {
+                connection = entry
+                cached = nil
+            } else {
+                guard
+                    let row = try database.pipelinedRead([Statement(Self.connectionSQL, [envelope.accountID])])[0]
+                        .first
+                else {
+                    try recordIgnored(envelope)
+                    outcome = .ignored
+                    break
+                }
+                let firmID = try row.uuid("firm_id")
+                connection = WebhookKeyCache.Entry(
+                    firmID: firmID, keys: try keys(row, firmID: firmID, log: context.log))
+            }
+            let delivery: SignedHeaders.Verified
+            switch signed.verify(now: now(), clientID: clientID, keys: connection.keys.map(\.key)) {
+            case .success(let verified): delivery = verified
+            case .failure where !fresh:
+                continue  // The keys this process held may be old: read them.
+            case .failure(let rejection):
+                context.log.warning(
+                    "webhook_rejected",
+                    [
+                        "reason": rejection.rawValue, "firm_id": connection.firmID.uuidString.lowercased(),
+                        "event_type": envelope.type,
+                    ])
+                throw Self.unauthorized
+            }
+            let eventID = UUID()
+            let sealedKey = connection.keys[delivery.keyIndex].sealed
+            let results = try database.pipelinedTransaction(
+                [
+                    Statement(Self.bindSQL, [envelope.accountID, sealedKey]),
+                    try Self.record(envelope, delivery, eventID, connection.firmID),
+                ],
+                afterCommit: [JobQueue.notifyStatement])
+            guard let bound = results[0].first, try bound.uuid("firm_id") == connection.firmID else {
+                // Disconnected (or reconnected by another firm) meanwhile: the insert required
+                // this firm, so nothing was stored.
+                keyCache.forget(envelope.accountID)
+                try recordIgnored(envelope)
+                outcome = .ignored
+                break
+            }
+            guard try bound.bool("key_current") else {
+                // The key changed since it was read (a reconnect, keys sealed anew): nothing was
+                // stored; read the connection again.
+                keyCache.forget(envelope.accountID)
+                continue
+            }
+            if fresh { keyCache.remember(envelope.accountID, connection) }
+            let firm = connection.firmID.uuidString.lowercased()
+            if let jobID = try results[1].first?.uuid("job_id") {
+                outcome = .recorded(firm, eventID, jobID)
+            } else {
+                outcome = .duplicate(firm)
+            }
         }
-        let firmID = try row.uuid("firm_id")
-        let firm = firmID.uuidString.lowercased()
-        let delivery: SignedHeaders.Verified
-        switch signed.verify(now: now(), clientID: clientID, keys: try keys(row, firmID: firmID, log: context.log)) {
-        case .success(let verified): delivery = verified
-        case .failure(let rejection):
-            context.log.warning(
-                "webhook_rejected", ["reason": rejection.rawValue, "firm_id": firm, "event_type": envelope.type])
-            throw Self.unauthorized
-        }
-        let eventID = UUID()
-        let results = try database.pipelinedTransaction(
-            [Statement(connectionSQL, [envelope.accountID]), try Self.record(envelope, delivery, eventID, firmID)],
-            afterCommit: [JobQueue.notifyStatement])
-        let outcome: Outcome
-        if try results[0].first?.uuid("firm_id") != firmID {
-            // Disconnected (or reconnected by another firm) between the two round trips: the
-            // insert required this firm, so nothing was stored.
-            outcome = .ignored
-        } else if let jobID = try results[1].first?.uuid("job_id") {
-            outcome = .recorded(firm, eventID, jobID)
-        } else {
-            outcome = .duplicate(firm)
-        }
+        guard let outcome else { throw Self.connectionChanging }
         switch outcome {
         case .ignored:
             context.log.info("webhook_ignored", ["account_id": envelope.accountID, "event_type": envelope.type])
@@ -132,11 +182,11 @@ public struct WebhooksHandler: DatabaseHandler {
         }
     }
 
-    /// The keys a delivery may be signed with: the current one, and the one before the last
-    /// reconnect while its grace period lasts (the database returns it only then). A key that
-    /// does not open is not a key: logged, and deliveries signed with it fail.
-    func keys(_ row: Row, firmID: UUID, log: Logger) throws -> [[UInt8]] {
-        var keys: [[UInt8]] = []
+    /// The keys a delivery may be signed with, each with its sealed form: the current one, and
+    /// the one before the last reconnect while its grace period lasts (the database returns it
+    /// only then). A key that does not open is not a key: logged, and deliveries signed with it fail.
+    func keys(_ row: Row, firmID: UUID, log: Logger) throws -> [WebhookKeyCache.Key] {
+        var keys: [WebhookKeyCache.Key] = []
         for (name, column) in [
             ("webhook_secret", TokenVault.Column.webhookSecret),
             ("previous_webhook_secret", TokenVault.Column.previousWebhookSecret),
@@ -147,7 +197,7 @@ public struct WebhooksHandler: DatabaseHandler {
                     "webhook_key_unreadable", ["firm_id": firmID.uuidString.lowercased(), "column": name])
                 continue
             }
-            keys.append(Array(key.utf8))
+            keys.append(WebhookKeyCache.Key(sealed: sealed, key: Array(key.utf8)))
         }
         return keys
     }
@@ -175,7 +225,7 @@ public struct WebhooksHandler: DatabaseHandler {
                 INSERT INTO smokeball_webhook_events (
                     id, firm_id, event_type, resource_type, resource_id, payload, subscription_id,
                     smokeball_request_id, event_timestamp_ticks, dedupe_key)
-                SELECT $9, app_current_firm(), $1, $2, $3, $4::jsonb, $5, $6, $7, $8
+                SELECT $9, app_current_firm(), $1, $2, $3, $4::jsonb -> 'payload', $5, $6, $7, $8
                 WHERE app_current_firm() = $10::uuid AND NOT EXISTS (
                     SELECT 1 FROM smokeball_webhook_events e
                     WHERE e.firm_id = app_current_firm() AND e.smokeball_request_id = $6 AND e.event_type = $1
@@ -187,7 +237,7 @@ public struct WebhooksHandler: DatabaseHandler {
             SELECT \(enqueue) AS job_id FROM event
             """,
             [
-                envelope.type, envelope.resourceType, envelope.resourceID, envelope.payloadJSON,
+                envelope.type, envelope.resourceType, envelope.resourceID, SQLValue.json(envelope.json),
                 envelope.subscriptionID, delivery.requestID, envelope.timestamp, delivery.dedupeKey, eventID, firmID,
             ] + enqueueParameters)
     }
@@ -215,6 +265,8 @@ struct SignedHeaders {
     struct Verified {
         let requestID: String
         let ticks: Int64
+        /// Which of the keys it was signed with.
+        var keyIndex = 0
         /// Only signed values: another body under the same headers is the same delivery.
         var dedupeKey: String { "\(requestID)|\(ticks)" }
     }
@@ -231,18 +283,18 @@ struct SignedHeaders {
         let message = Array("\(timestamp)|\(requestID)|\(clientID)".utf8)
         let presented = Array(signature.utf8)
         // Every key is tried, so the time taken does not say which one matched.
-        var matched = false
-        for key in keys {
+        var matched: Int?
+        for (index, key) in keys.enumerated() {
             let expected = Array(Hex.encode(HMACSHA256.authenticate(message, key: key)).utf8)
-            if ConstantTime.equals(expected, presented) { matched = true }
+            if ConstantTime.equals(expected, presented) { matched = index }
         }
-        guard matched else { return .failure(.signatureMismatch) }
+        guard let matched else { return .failure(.signatureMismatch) }
         // After the signature: a skew is then Smokeball's clock (or an old capture), worth telling apart.
         let (difference, overflow) = DotNetTicks.from(now).subtractingReportingOverflow(ticks)
         guard !overflow, difference.magnitude <= UInt64(WebhooksHandler.timestampTolerance) else {
             return .failure(.timestampSkew)
         }
-        return .success(Verified(requestID: requestID, ticks: ticks))
+        return .success(Verified(requestID: requestID, ticks: ticks, keyIndex: matched))
     }
 }
 
@@ -253,7 +305,9 @@ struct WebhookEnvelope {
     let subscriptionID: String
     let type: String
     let source: String
-    let payloadJSON: String
+    /// The whole body, as received: the database stores its `payload` member (`record`), which
+    /// spares serialising the parsed payload again.
+    let json: String
     /// The event's .NET ticks (not the send time of the `Timestamp` header).
     let timestamp: Int64
     /// What the event names, when the payload says: `matter` of `matter.updated`, or an `error`
@@ -265,7 +319,19 @@ struct WebhookEnvelope {
         HTTPError(.badRequest, code: "invalid_webhook", message)
     }
 
-    init(_ body: [String: Any]) throws(HTTPError) {
+    /// The body as the database reads it (`json`): UTF-8 without a byte-order mark or NUL.
+    /// JSONSerialization also reads UTF-16 and UTF-32 and skips a mark; PostgreSQL does neither.
+    static func text(_ body: [UInt8]) throws(HTTPError) -> String {
+        var bytes = body[...]
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
+        guard !bytes.contains(0), let text = String(validating: bytes, as: UTF8.self) else {
+            throw HTTPError(.badRequest, code: "invalid_json", "Request body must be JSON in UTF-8")
+        }
+        return text
+    }
+
+    init(_ body: [String: Any], json: String) throws(HTTPError) {
+        self.json = json
         func text(_ name: String) throws(HTTPError) -> String {
             guard let value = body[name] as? String, !value.isEmpty, value.utf8.count <= 200 else {
                 throw Self.invalid("\(name) must be a non-empty string")
@@ -280,10 +346,7 @@ struct WebhookEnvelope {
             throw Self.invalid("timestamp must be .NET ticks")
         }
         timestamp = ticks
-        guard let payload = body["payload"] as? [String: Any],
-            let data = try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])
-        else { throw Self.invalid("payload must be an object") }
-        payloadJSON = String(decoding: data, as: UTF8.self)
+        guard let payload = body["payload"] as? [String: Any] else { throw Self.invalid("payload must be an object") }
         if type == "error" {
             resourceType = payload["resourceName"] as? String
             resourceID = payload["resourceId"] as? String

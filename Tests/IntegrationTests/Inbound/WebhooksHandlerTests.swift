@@ -424,6 +424,25 @@ struct WebhookFixture {
         }
     }
 
+    @Test("A body in UTF-16 or with a NUL byte is 400 and stores nothing; one with a UTF-8 byte-order mark is stored")
+    func encodings() throws {
+        try WebhookFixture.with { (fixture) throws in
+            let body = WebhookFixture.body()
+            let utf16 = Array(body.utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+            for bytes in [[0xFF, 0xFE] + utf16, utf16, Array(body.utf8) + [0]] {
+                let response = fixture.deliver(bytes: bytes, headers: fixture.headers(ticks: DotNetTicks.from(Date())))
+                #expect(response.status.code == 400)
+            }
+            #expect(try fixture.events().isEmpty)
+            let marked = fixture.deliver(
+                bytes: [0xEF, 0xBB, 0xBF] + Array(body.utf8), headers: fixture.headers(ticks: DotNetTicks.from(Date())))
+            #expect(marked.status.code == 200)
+            let events = try fixture.events()
+            #expect(events.count == 1)
+            #expect(try events.first?.string("payload").contains("Sale of Franchise") == true)
+        }
+    }
+
     @Test("Only POST is served, and a body over 256 KiB is 413")
     func methodAndSize() throws {
         try WebhookFixture.with { (fixture) throws in
