@@ -86,9 +86,7 @@ public enum FastCGIServer {
             exit(1)
         }
         let supervisor = Supervisor(options: options, log: log) {
-            serve(
-                listenFD: listener.fd, handler: handler, log: log, maxBodyBytes: options.maxBodyBytes,
-                drainLimit: options.backlog)
+            serve(listenFD: listener.fd, handler: handler, log: log, maxBodyBytes: options.maxBodyBytes)
         }
         let status = supervisor.run()
         listener.removeSocketIfOurs()
@@ -101,9 +99,8 @@ public enum FastCGIServer {
     /// flag is checked with them blocked and the wait unblocks them atomically, so there is no
     /// moment where a signal can land after the check yet fail to wake the worker. The listen
     /// socket is non-blocking, so when another worker wins the connection accept returns EAGAIN
-    /// instead of blocking here with the signals masked. An in-flight request always finishes, and
-    /// so do up to `drainLimit` connections already queued when the stop arrives.
-    static func serve<H: Handler>(listenFD: Int32, handler: H, log: Logger, maxBodyBytes: Int, drainLimit: Int) {
+    /// instead of blocking here with the signals masked. An in-flight request always finishes.
+    static func serve<H: Handler>(listenFD: Int32, handler: H, log: Logger, maxBodyBytes: Int) {
         var stopSignals = sigset_t()
         sigemptyset(&stopSignals)
         sigaddset(&stopSignals, SIGTERM)
@@ -119,10 +116,7 @@ public enum FastCGIServer {
         }
         while true {
             let ready = fastcgi_support_wait_readable(listenFD)
-            if ready == 0 {
-                drain(request, handler: handler, log: log, maxBodyBytes: maxBodyBytes, limit: drainLimit)
-                break
-            }
+            if ready == 0 { break }
             guard ready > 0 else {
                 log.error("accept_failed", ["errno": Int(errno)])
                 break
@@ -135,18 +129,6 @@ public enum FastCGIServer {
                 log.error("accept_failed", ["errno": Int(-accepted)])
                 break
             }
-            answer(request, handler: handler, log: log, maxBodyBytes: maxBodyBytes)
-        }
-    }
-
-    /// Answers the connections already queued on the socket when a stop arrives, up to `limit`:
-    /// the kernel accepted them, and closing the socket would reset them (nginx: 502). During a
-    /// deploy (docs/deploy.md) nothing new reaches a stopping slot, so the queue empties at once.
-    static func drain<H: Handler>(
-        _ request: FastCGIRequest, handler: H, log: Logger, maxBodyBytes: Int, limit: Int
-    ) {
-        for _ in 0..<limit {
-            guard FCGX_Accept_r(request.pointer) >= 0 else { return }
             answer(request, handler: handler, log: log, maxBodyBytes: maxBodyBytes)
         }
     }
