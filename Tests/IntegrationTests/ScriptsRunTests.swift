@@ -391,7 +391,7 @@ import Testing
             let head = [UInt8](try document.file.read(upToCount: 5) ?? Data())
             #expect(!path.hasSuffix(".pdf") || head == Array("%PDF-".utf8), "\(path)")
         }
-        let statusPID = try String(contentsOfFile: data + "/run/pids/status.pid", encoding: .utf8)
+        let statusPID = try String(contentsOfFile: data + "/run/pids/status-a.pid", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let environment = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(statusPID)/environ"))
             .split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
@@ -467,7 +467,7 @@ import Testing
         // While it is up, and through its stop (which stops the worker too).
         let workerPID = try #require(
             pid_t(
-                try String(contentsOfFile: data + "/run/pids/worker.pid", encoding: .utf8).trimmingCharacters(
+                try String(contentsOfFile: data + "/run/pids/worker-a.pid", encoding: .utf8).trimmingCharacters(
                     in: .whitespacesAndNewlines)))
         watcher.scan()
         try Processes.runTool(script, ["--stop"], environment: environment)

@@ -1,0 +1,394 @@
+import Basics
+import Foundation
+import HTTPClient
+import Integration
+import PostgreSQL
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `scripts/deploy` against a `scripts/run` instance (own ports and data directory, the
+/// executables scripts/test built): what production runs, minus systemd (docs/deploy.md).
+@Suite struct DeployTests {
+    /// A `scripts/run --detach` instance, stopped and removed by `stop()`.
+    struct Instance {
+        let data: String
+        let environment: [String: String]
+        let demo: [String: String]
+        var run: String { data + "/run" }
+        static let runScript = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/run").path
+        static let deployScript = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/deploy").path
+
+        static func start() throws -> Instance {
+            let data = NSTemporaryDirectory() + "casehug-deploy-" + ServiceDatabase.randomSuffix()
+            let environment = [
+                "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+                "PORT": String(try Processes.freePort()), "SANDBOX_PORT": String(try Processes.freePort()),
+                "RUN_PG_PORT": String(try Processes.freePort()), "CASEHUG_DATA_DIR": data,
+                "CASEHUG_BIN_DIR": TestEnvironment.binDirectory, "WEBHOOKS_WORKERS": "4",
+            ]
+            do {
+                try Processes.runTool(runScript, ["--detach"], environment: environment)
+            } catch {
+                _ = try? Processes.runTool(runScript, ["--stop"], environment: environment)
+                try? FileManager.default.removeItem(atPath: data)
+                throw error
+            }
+            let demo = try ScriptsRunTests.readEnvFile(data + "/demo.env")
+            return Instance(data: data, environment: environment, demo: demo)
+        }
+
+        func stop() {
+            _ = try? Processes.runTool(Self.runScript, ["--stop"], environment: environment)
+            try? FileManager.default.removeItem(atPath: data)
+        }
+
+        /// `scripts/deploy ARGS...`; its log.
+        @discardableResult
+        func deploy(_ arguments: [String]) throws -> String {
+            try Processes.runTool(Self.deployScript, arguments, environment: environment)
+        }
+
+        /// The unit's live slot, its supervisor's pid, and the release that process runs (read from
+        /// the kernel: the executable's path, releases/UNIT/ID/UNIT).
+        func live(_ unit: String) throws -> Live {
+            let slot = try FileManager.default.destinationOfSymbolicLink(atPath: run + "/slots/" + unit)
+            let text = try String(contentsOfFile: run + "/pids/\(unit)-\(slot).pid", encoding: .utf8)
+            let pid = try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+            let parts = executable.split(separator: "/").map(String.init)
+            try #require(parts.count >= 3 && parts[parts.count - 3] == unit && parts.last == unit, "\(executable)")
+            return Live(slot: slot, pid: pid, release: parts[parts.count - 2])
+        }
+
+        func pointer(_ unit: String, _ name: String) throws -> String {
+            try FileManager.default.destinationOfSymbolicLink(atPath: run + "/releases/\(unit)/\(name)")
+        }
+
+        /// Lines of a slot's log past byte `offset` that record an answered request.
+        func requestsLogged(_ unit: String, slot: String, after offset: UInt64 = 0) -> Int {
+            guard let file = FileHandle(forReadingAtPath: run + "/logs/\(unit)-\(slot).log") else { return 0 }
+            defer { try? file.close() }
+            try? file.seek(toOffset: offset)
+            let text = String(decoding: (try? file.readToEnd()) ?? Data(), as: UTF8.self)
+            return text.split(separator: "\n").filter { $0.contains(#""event":"request""#) }.count
+        }
+
+        func logSize(_ unit: String, slot: String) -> UInt64 {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: run + "/logs/\(unit)-\(slot).log")
+            return (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
+        }
+
+        /// `scripts/deploy UNIT ARGS...` and what it changed.
+        func swap(_ unit: String, _ arguments: [String]) throws -> Swap {
+            let started = Date()
+            let previous = try live(unit)
+            let offset = logSize(unit, slot: previous.slot == "a" ? "b" : "a")
+            try deploy([unit] + arguments)
+            let now = try live(unit)
+            let newServed =
+                (try? Processes.waitFor("\(unit)-\(now.slot) answering the load") {
+                    requestsLogged(unit, slot: now.slot, after: offset) > 20
+                }) != nil
+            return Swap(
+                previous: previous, now: now, previousExited: Processes.hasExited(previous.pid),
+                newServed: newServed, current: try pointer(unit, "current"),
+                previousPointer: try pointer(unit, "previous"), seconds: Date().timeIntervalSince(started))
+        }
+    }
+
+    /// A unit's live slot, its supervisor's pid and the release it runs.
+    struct Live: Sendable {
+        let slot: String
+        let pid: pid_t
+        let release: String
+    }
+
+    /// One deploy: the live slot before and after, and what held right after it.
+    struct Swap: Sendable {
+        let previous: Live
+        let now: Live
+        let previousExited: Bool
+        let newServed: Bool
+        let current: String
+        let previousPointer: String
+        let seconds: Double
+    }
+
+    /// What a wrk run counted.
+    struct LoadResult: Sendable {
+        var requests = 0
+        var non2xx = 0
+        var socketErrors = 0
+        var seconds = 0.0
+        var failure: String?
+    }
+
+    /// Runs wrk on a thread of its own; the result arrives in `result` when it ends.
+    /// Starts wrk (its output to `output`) and a thread that waits for it and puts what it
+    /// counted in `result`; returns its pid. Spawned with an empty signal mask and default
+    /// dispositions (the test process's threads may block or ignore SIGINT), so SIGINT stops it
+    /// and it still prints its summary.
+    static func startLoad(
+        name: String, url: String, script: String, connections: Int, seconds: Int, environment: [String: String],
+        output: String, into result: Locked<[String: LoadResult]>, done: DispatchGroup
+    ) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let arguments = [
+            "/usr/bin/wrk", "-t1", "-c\(connections)", "-d\(seconds)s", "--timeout", "10s", "-s", script, url,
+        ]
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
+        guard spawned == 0 else { throw HarnessError("cannot start wrk: errno \(spawned)") }
+        let child = pid
+        done.enter()
+        Thread.detachNewThread {
+            var status: Int32 = 0
+            while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+            var load = Self.parse((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+            if status != 0 { load.failure = "wrk exited with status \(status)" }
+            result.withLock { $0[name] = load }
+            done.leave()
+        }
+        return child
+    }
+
+    /// wrk's summary: "N requests in S", and only when any: "Non-2xx or 3xx responses: N",
+    /// "Socket errors: connect A, read B, write C, timeout D".
+    static func parse(_ output: String) -> LoadResult {
+        var result = LoadResult()
+        for line in output.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+            if line.contains(" requests in "), let count = Int(words[0]) {
+                result.requests = count
+                // "40.03s", "1.50m", "800.00ms"
+                let duration = words[3]
+                let number = Double(duration.prefix { $0.isNumber || $0 == "." }) ?? 0
+                let unit = duration.drop { $0.isNumber || $0 == "." }
+                result.seconds = number * (["ms": 0.001, "s": 1, "m": 60, "h": 3600][String(unit)] ?? 0)
+            } else if line.hasPrefix("Non-2xx or 3xx responses:") {
+                result.non2xx = Int(words.last ?? "") ?? -1
+            } else if line.hasPrefix("Socket errors:") {
+                result.socketErrors = words.compactMap { Int($0) }.reduce(0, +)
+            }
+        }
+        if result.requests == 0 { result.failure = "no wrk summary: \(output)" }
+        return result
+    }
+
+    @Test func fiveSwapsAndARollbackOfStatusAndWebhooksUnderLoadFailNoRequest() throws {
+        let instance = try Instance.start()
+        defer { instance.stop() }
+        let demo = instance.demo
+        // The firm connects (the callback makes the webhook subscription whose key signs deliveries).
+        try ScriptsRunTests.connect(script: Instance.runScript, environment: instance.environment, demo: demo)
+        let sandbox = try Connection(url: try ScriptsRunTests.sandboxDatabaseURL(demo))
+        let subscription = try sandbox.execute(
+            "SELECT id::text AS id, account_id::text AS account, key FROM sb_webhook_subscriptions LIMIT 1"
+        ).single()
+        let base = try #require(demo["BASE_URL"])
+        let work = try Processes.temporaryDirectory(prefix: "casehug-deploy-load")
+        defer { try? FileManager.default.removeItem(at: work) }
+        // The token reaches wrk through its environment, not its command line.
+        let authScript = work.appendingPathComponent("auth.lua").path
+        try #"wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")"#.write(
+            toFile: authScript, atomically: true, encoding: .utf8)
+        let webhooksScript = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/lib/bench-webhooks.lua")
+            .path
+        let loadEnvironment = [
+            "PATH": instance.environment["PATH"] ?? "/usr/bin:/bin",
+            "BENCH_TOKEN": try #require(demo["DEMO_ADMIN_TOKEN"]),
+            "BENCH_WEBHOOK_KEY": try subscription.string("key"),
+            "BENCH_CLIENT_ID": try #require(demo["SMOKEBALL_CLIENT_ID"]),
+            "BENCH_ACCOUNT_ID": try subscription.string("account"),
+            "BENCH_SUBSCRIPTION_ID": try subscription.string("id"),
+            "BENCH_RESULT": work.appendingPathComponent("webhooks.result").path,
+        ]
+
+        let units = ["status", "webhooks"]
+        var before: [String: Live] = [:]
+        for unit in units { before[unit] = try instance.live(unit) }
+        // An upper bound: wrk is stopped (SIGINT: it prints its summary) once the swaps are done.
+        let loadSeconds = 300
+        let results = Locked<[String: LoadResult]>([:])
+        let done = DispatchGroup()
+        let loadStarted = Date()
+        let loaders = [
+            try Self.startLoad(
+                name: "status", url: base + "/api/v1/integrations/smokeball/status", script: authScript,
+                connections: 8, seconds: loadSeconds, environment: loadEnvironment,
+                output: work.appendingPathComponent("status.wrk").path, into: results, done: done),
+            try Self.startLoad(
+                name: "webhooks", url: base + "/api/v1/integrations/smokeball/webhooks", script: webhooksScript,
+                connections: 8, seconds: loadSeconds, environment: loadEnvironment,
+                output: work.appendingPathComponent("webhooks.wrk").path, into: results, done: done),
+        ]
+        defer {
+            // A failed expectation must not leave wrk running for minutes.
+            for pid in loaders where !Processes.hasExited(pid) { kill(pid, SIGINT) }
+            done.wait()
+        }
+        // Traffic flows before the first swap.
+        for unit in units {
+            try Processes.waitFor("\(unit) answering the load") {
+                instance.requestsLogged(unit, slot: before[unit]!.slot) > 20
+            }
+        }
+
+        // Five deploys of the same executable (each a new release) and one rollback, each unit
+        // in turn while both take load.
+        let binaries = TestEnvironment.binDirectory
+        var releases: [String: [String]] = [:]
+        for unit in units { releases[unit] = [before[unit]!.release] }
+        for step in 1...6 {
+            // Both units swap at once, each on a thread of its own; checked below.
+            let swaps = Locked<[String: Result<Swap, any Error>]>([:])
+            DispatchQueue.concurrentPerform(iterations: units.count) { index in
+                let unit = units[index]
+                let swap = Result<Swap, any Error> {
+                    do {
+                        return try instance.swap(
+                            unit, step == 6 ? ["--rollback"] : ["--binary", binaries + "/" + unit])
+                    } catch {
+                        throw HarnessError("\(unit), step \(step): \(error)")
+                    }
+                }
+                swaps.withLock { $0[unit] = swap }
+            }
+            for unit in units {
+                let swap = try #require(swaps.value[unit]).get()
+                let (previous, now) = (swap.previous, swap.now)
+                // A different process, in the other slot, running the release deploy chose; the
+                // old slot's supervisor is gone; the load reaches the new process.
+                #expect(now.pid != previous.pid)
+                #expect(now.slot != previous.slot)
+                #expect(swap.previousExited)
+                #expect(swap.newServed)
+                #expect(swap.current == now.release)
+                #expect(swap.previousPointer == previous.release)
+                if step == 6 {
+                    let history = releases[unit]!
+                    #expect(now.release == history[history.count - 2])
+                } else {
+                    #expect(!releases[unit]!.contains(now.release))
+                }
+                releases[unit]!.append(now.release)
+                print("deploy under load, \(unit) step \(step): \(String(format: "%.1f", swap.seconds)) s")
+            }
+        }
+        let swapsTook = Date().timeIntervalSince(loadStarted)
+        // Every swap happened while both wrk processes were running.
+        let loadersRan = loaders.allSatisfy { !Processes.hasExited($0) }
+        #expect(loadersRan)
+        for pid in loaders { kill(pid, SIGINT) }
+        done.wait()
+        for unit in units {
+            let load = try #require(results.value[unit])
+            #expect(load.failure == nil, "\(load.failure ?? "")")
+            #expect(load.requests > 0)
+            #expect(load.non2xx == 0, "\(unit): \(load.non2xx) answers outside 2xx")
+            #expect(load.socketErrors == 0, "\(unit): \(load.socketErrors) connection errors")
+            print(
+                "deploy under load, \(unit): \(load.requests) requests in \(load.seconds) s "
+                    + "(\(Int(Double(load.requests) / max(load.seconds, 0.001))) /s), non-2xx \(load.non2xx), "
+                    + "socket errors \(load.socketErrors), 5 swaps and 1 rollback in \(Int(swapsTook)) s")
+        }
+        // The releases kept: at most 5, plus current and previous.
+        for unit in units {
+            let kept = try FileManager.default.contentsOfDirectory(atPath: instance.run + "/releases/" + unit)
+                .filter { $0.first?.isNumber == true }
+            let current = try instance.pointer(unit, "current")
+            #expect(kept.count <= 7 && kept.contains(current))
+        }
+    }
+}
+
+extension DeployTests {
+    @Test func deployingTheWorkerWithJobsInFlightRunsEveryJobExactlyOnce() throws {
+        let instance = try Instance.start()
+        defer { instance.stop() }
+        let demo = instance.demo
+        try ScriptsRunTests.connect(script: Instance.runScript, environment: instance.environment, demo: demo)
+        let http = try HTTPClient()
+        let base = try #require(demo["BASE_URL"])
+        let sandboxURL = try #require(demo["SANDBOX_ADMIN_URL"])
+        // Every Smokeball call of the partner takes a while: the sync jobs are still running when
+        // the deploy stops the old worker.
+        let fault = try http.send(
+            HTTPRequest(
+                method: "POST", url: sandboxURL + "/faults", headers: [("Content-Type", "application/json")],
+                body: Array(#"{"path_prefix":"/","latency_ms":400,"client_id":"casehug-local"}"#.utf8)))
+        #expect(fault.status / 100 == 2)
+        let bearer = [("Authorization", "Bearer " + (try #require(demo["DEMO_USER_TOKEN"])))]
+        let matters = (1...3).map { "00000000-0000-4000-8000-0000000000d\($0)" }
+        var jobs: [String] = []
+        for matter in matters {
+            let answer = try http.send(
+                HTTPRequest(
+                    method: "POST", url: base + "/api/v1/integrations/smokeball/sync",
+                    headers: bearer + [("Content-Type", "application/json")],
+                    body: Array(#"{"matter_id":"\#(matter)","action":"sync_matter"}"#.utf8)))
+            #expect(answer.status == 202)
+            jobs.append(try #require(answer.jsonObject["job_id"] as? String))
+        }
+        let database = try Connection(url: try #require(demo["SUPERUSER_DATABASE_URL"]))
+        func states() throws -> [String: (status: String, attempts: Int64)] {
+            var result: [String: (status: String, attempts: Int64)] = [:]
+            for row in try database.execute(
+                "SELECT id::text AS id, status, attempts::bigint AS attempts FROM jobs WHERE id = ANY($1::uuid[])",
+                ["{" + jobs.joined(separator: ",") + "}"]
+            ).rows {
+                result[try row.string("id")] = (try row.string("status"), try row.int("attempts"))
+            }
+            return result
+        }
+        // The old worker holds jobs when the deploy begins.
+        try Processes.waitFor("a sync job running", timeout: 30) {
+            try states().values.contains { $0.status == "running" }
+        }
+        let running = try states().filter { $0.value.status == "running" }.count
+        let old = try instance.live("worker")
+        try instance.deploy(["worker", "--binary", TestEnvironment.binDirectory + "/worker"])
+        let new = try instance.live("worker")
+        #expect(new.pid != old.pid && new.slot != old.slot && new.release != old.release)
+        #expect(Processes.hasExited(old.pid))
+        try Processes.waitFor("every sync job finished", timeout: 60) {
+            try states().values.allSatisfy { ["succeeded", "dead"].contains($0.status) }
+        }
+        // Each job ran once (no attempt released or rescued), and Smokeball got each matter once.
+        for (id, state) in try states() {
+            #expect(state.status == "succeeded" && state.attempts == 1, "job \(id): \(state)")
+        }
+        let sandbox = try Connection(url: try ScriptsRunTests.sandboxDatabaseURL(demo))
+        for matter in matters {
+            let created = try sandbox.execute(
+                "SELECT count(*)::bigint AS n FROM sb_matters WHERE external_system_id = $1", [matter]
+            ).single().int("n")
+            #expect(created == 1, "matter \(matter) created \(created) times in Smokeball")
+        }
+        print("worker deploy: \(running) sync jobs running in the old worker when it was deployed; all ran once")
+    }
+}
