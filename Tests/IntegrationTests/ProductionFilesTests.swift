@@ -52,17 +52,33 @@ struct ProductionFilesTests {
         #expect(uids.count == routes.count + 1)
 
         let manager = FileManager.default
-        for route in routes {
-            let directory = target.appendingPathComponent("run/casehug/\(route)").path
-            let attributes = try manager.attributesOfItem(atPath: directory)
-            // Owner the route's user, group www-data, setgid, nothing for others.
-            #expect((attributes[.posixPermissions] as? Int) == 0o2750)
-            #expect(
-                (attributes[.ownerAccountID] as? NSNumber)?.stringValue
-                    == accounts["casehug-\(route)"].map { String($0[2]) })
-            #expect(
-                (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value == getgrnam("www-data")?.pointee.gr_gid)
+        // The socket directories as deploy/install made them, then as systemd-tmpfiles makes
+        // them at boot from the installed rule (users resolved in the target's etc/passwd).
+        func checkSocketDirectories(symlinks: Bool) throws {
+            for route in routes {
+                let directory = target.appendingPathComponent("run/casehug/\(route)").path
+                let attributes = try manager.attributesOfItem(atPath: directory)
+                // Owner the route's user, group www-data, setgid, nothing for others.
+                #expect((attributes[.posixPermissions] as? Int) == 0o2750)
+                #expect(
+                    (attributes[.ownerAccountID] as? NSNumber)?.stringValue
+                        == accounts["casehug-\(route)"].map { String($0[2]) })
+                #expect(
+                    (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value == getgrnam("www-data")?.pointee.gr_gid
+                )
+                if symlinks {
+                    #expect(
+                        try manager.destinationOfSymbolicLink(atPath: directory + "/\(route).sock") == "\(route)-a.sock"
+                    )
+                }
+            }
         }
+        try checkSocketDirectories(symlinks: false)
+        try manager.removeItem(at: target.appendingPathComponent("run/casehug"))
+        try Processes.runTool(
+            "/usr/bin/systemd-tmpfiles",
+            ["--root=\(target.path)", "--create", target.appendingPathComponent("etc/tmpfiles.d/casehug.conf").path])
+        try checkSocketDirectories(symlinks: true)
         for file in ["etc/casehug/casehug.env", "etc/casehug/worker.env"] {
             let attributes = try manager.attributesOfItem(atPath: target.appendingPathComponent(file).path)
             #expect((attributes[.posixPermissions] as? Int) == 0o640, "\(file)")

@@ -5,7 +5,7 @@ import Foundation
 #endif
 
 /// A pgbouncer (Debian's, 1.18) in front of one database of the scratch cluster, for the tests
-/// of what holds behind a pooler. Its own directory, port, user list and log; stopped (SIGTERM to
+/// of what holds behind a pooler. Its own directory, port, user list and log; stopped (SIGKILL to
 /// its pid) when this goes.
 public final class PgBouncer {
     public let port: Int
@@ -61,7 +61,9 @@ public final class PgBouncer {
     }
 
     deinit {
-        if let pid { kill(pid, SIGTERM) }
+        // SIGKILL: the test process blocks SIGTERM in threads that spawn, and a daemon started
+        // from one inherits the mask (pgbouncer never unblocks it).
+        if let pid { kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(at: directory)
     }
 
