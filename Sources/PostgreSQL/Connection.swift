@@ -11,6 +11,9 @@ public final class Connection {
     private var transactionDepth = 0
     /// Server-side prepared statements of this session by SQL text (see `preparedName`).
     var preparedStatements: [String: String] = [:]
+    /// False behind a transaction-mode pooler (`ConnectionOptions.transactionPooling`): every
+    /// statement then goes unnamed, parsed with its parameters in the same round trip.
+    let preparesStatements: Bool
     /// Set when a pipeline could not be wound down (its connection died mid-way), or when the
     /// server dropped a cached plan: the session is in an unknown state and must not be reused.
     var isPoisoned = false
@@ -37,6 +40,7 @@ public final class Connection {
         }
         self.handle = connection
         self.ownerProcess = getpid()
+        self.preparesStatements = !options.transactionPooling
         Self.openConnections.withLock { $0 += 1 }
         // Fully initialised from here: a throw runs `deinit`, which closes the connection.
         if options.refusesPrivilegedRoles,

@@ -17,17 +17,24 @@ public struct ConnectionOptions: Sendable, Equatable {
     /// Right after connecting, refuse a session whose role (or any role it can become) is a
     /// superuser or has BYPASSRLS: row-level security would silently not apply to it.
     public var refusesPrivilegedRoles: Bool
+    /// A pooler in transaction mode (pgbouncer `pool_mode = transaction`) sits between: each
+    /// transaction may run on a different server session. Then no named prepared statement is
+    /// used (it would live on one server session only; pgbouncer before 1.21 does not track
+    /// them), and no startup `options` are sent (pgbouncer refuses the parameter); the session
+    /// settings must then be the role's (`ALTER ROLE ... SET`, docs/operations.md "pgbouncer").
+    public var transactionPooling: Bool
 
     public init(
         statementTimeoutMilliseconds: Int? = nil, lockTimeoutMilliseconds: Int? = nil,
         idleInTransactionTimeoutMilliseconds: Int? = nil, keepalives: TCPKeepalives? = .standard,
-        refusesPrivilegedRoles: Bool = false
+        refusesPrivilegedRoles: Bool = false, transactionPooling: Bool = false
     ) {
         self.statementTimeoutMilliseconds = statementTimeoutMilliseconds
         self.lockTimeoutMilliseconds = lockTimeoutMilliseconds
         self.idleInTransactionTimeoutMilliseconds = idleInTransactionTimeoutMilliseconds
         self.keepalives = keepalives
         self.refusesPrivilegedRoles = refusesPrivilegedRoles
+        self.transactionPooling = transactionPooling
     }
 
     /// Admin tools, migrations and tests: no time limits (a migration may run long), no role check.
@@ -71,12 +78,14 @@ public struct ConnectionOptions: Sendable, Equatable {
                 ("tcp_user_timeout", String(keepalives.userTimeoutMilliseconds)),
             ]
         }
-        var options = startupSettings
-        if let own = fromURL["options"], !own.isEmpty { options += " " + own }
         parameters += [
             ("dbname", url), ("application_name", applicationName), ("connect_timeout", "5"),
-            ("client_encoding", "UTF8"), ("options", options),
+            ("client_encoding", "UTF8"),
         ]
+        guard !transactionPooling else { return parameters }
+        var options = startupSettings
+        if let own = fromURL["options"], !own.isEmpty { options += " " + own }
+        parameters.append(("options", options))
         return parameters
     }
 

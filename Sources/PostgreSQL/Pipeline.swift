@@ -21,7 +21,8 @@ extension Connection {
     ///
     /// Each distinct SQL text is prepared once per session (its first use costs one extra
     /// round trip), so the server parses and plans it once instead of on every request;
-    /// planning was half of PostgreSQL's time per status request.
+    /// planning was half of PostgreSQL's time per status request. Not behind a
+    /// transaction-mode pooler (`ConnectionOptions.transactionPooling`).
     ///
     /// When the server no longer accepts a prepared statement (a migration changed the result
     /// type of a cached plan, SQLSTATE 0A000, or the statement is gone, 26000), the session is
@@ -86,6 +87,7 @@ extension Connection {
     /// The session's name for `statement`, preparing it on first use. Only code-defined SQL
     /// reaches here, so the set is small; past the cap, statements are sent unprepared (nil).
     func preparedName(for statement: Statement) throws(DatabaseError) -> String? {
+        guard preparesStatements else { return nil }
         if let name = preparedStatements[statement.sql] { return name }
         guard preparedStatements.count < Self.preparedStatementLimit else { return nil }
         let name = "casehug_\(preparedStatements.count + 1)"

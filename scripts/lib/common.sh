@@ -17,6 +17,8 @@ REQUIRED_PACKAGES=(
     libfcgi-bin curl python3
     # The sign-in test drives a real browser.
     chromium chromium-driver python3-selenium
+    # What holds behind a transaction-mode pooler (docs/operations.md, "pgbouncer").
+    pgbouncer
 )
 SOCKET_GROUP=www-data
 

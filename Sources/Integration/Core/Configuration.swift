@@ -17,7 +17,8 @@ public struct Configuration: Sendable {
     /// sealed before a rotation. Never used to seal.
     public var oldTokenEncryptionKeys: [UInt8: [UInt8]] = [:]
     /// Session limits of the route's connections: `.routes`, with `DATABASE_STATEMENT_TIMEOUT_MS`,
-    /// `DATABASE_LOCK_TIMEOUT_MS` and `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` when set.
+    /// `DATABASE_LOCK_TIMEOUT_MS` and `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` when set, and
+    /// `DATABASE_POOL_MODE=transaction` behind a transaction-mode pooler.
     public let databaseOptions: ConnectionOptions
     /// `CASEHUG_JWT_AUDIENCE`: the `aud` user tokens must carry (Supabase issues "authenticated").
     public var jwtAudience = "authenticated"
@@ -66,6 +67,7 @@ public struct Configuration: Sendable {
         options.idleInTransactionTimeoutMilliseconds =
             try milliseconds("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", environment)
             ?? options.idleInTransactionTimeoutMilliseconds
+        options.transactionPooling = try transactionPooling(environment)
         var configuration = Configuration(
             databaseURL: databaseURL, jwtSecret: Array(secret.utf8), tokenEncryptionKey: key, databaseOptions: options)
         configuration.tokenEncryptionKeyID = keyID
@@ -158,6 +160,16 @@ public struct Configuration: Sendable {
     private static func aes256Key(_ base64: String) -> [UInt8]? {
         guard let decoded = Data(base64Encoded: base64), decoded.count == AES256GCM.keyByteCount else { return nil }
         return [UInt8](decoded)
+    }
+
+    /// `DATABASE_POOL_MODE`: `session` (default: PostgreSQL itself, or a pooler in session mode)
+    /// or `transaction` (pgbouncer in transaction mode: see `ConnectionOptions.transactionPooling`).
+    private static func transactionPooling(_ environment: [String: String]) throws(ConfigurationError) -> Bool {
+        switch environment["DATABASE_POOL_MODE"] ?? "" {
+        case "", "session": return false
+        case "transaction": return true
+        default: throw ConfigurationError(variable: "DATABASE_POOL_MODE", problem: "must be session or transaction")
+        }
     }
 
     /// An optional whole number of milliseconds (0 turns PostgreSQL's limit off); nil when unset.

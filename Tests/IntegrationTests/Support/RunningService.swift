@@ -109,6 +109,71 @@ final class RunningService {
         try Processes.waitFor("socket \(name)") { FileManager.default.fileExists(atPath: socket) }
     }
 
+    /// A second instance of a running route, as a second host would run it: its own supervisor
+    /// on `NAME-2.sock` (logs and pid under `NAME-2`), and nginx's location for the route turned
+    /// into one upstream over both sockets (reloaded; returns once the new workers serve). Each
+    /// instance also answers alone at `instancePath(name, 1 or 2)`, for a test that must reach both.
+    func addReplica(_ name: String, workers: Int = 2) throws {
+        let replica = "\(name)-2"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory).appendingPathComponent(name)
+        let socket = socketsDirectory.appendingPathComponent("\(replica).sock").path
+        var arguments = ["--socket", socket, "--workers", String(workers)]
+        if geteuid() == 0 { arguments += ["--socket-group", "www-data"] }
+        process.arguments = arguments
+        process.environment = environment
+        let log = directory.appendingPathComponent("logs/\(replica).log")
+        guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
+            throw HarnessError("cannot create \(log.path)")
+        }
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardError = handle
+        process.standardOutput = handle
+        try process.run()
+        routes[replica] = process
+        logs[replica] = log
+        try Processes.waitFor("socket \(replica)") { FileManager.default.fileExists(atPath: socket) }
+
+        let first = socketsDirectory.appendingPathComponent("\(name).sock").path
+        let upstream = "casehug_\(name.replacingOccurrences(of: "-", with: "_"))"
+        var config = try String(contentsOfFile: nginxConfig, encoding: .utf8)
+        let pass = "fastcgi_pass unix:\(first);"
+        guard config.contains(pass), let server = config.range(of: "\n    server {") else {
+            throw HarnessError("no location for \(name) in \(nginxConfig)")
+        }
+        config.insert(
+            contentsOf:
+                "\n    upstream \(upstream) {\n        server unix:\(first);\n        server unix:\(socket);\n    }\n",
+            at: server.lowerBound)
+        config = config.replacingOccurrences(of: pass, with: "fastcgi_pass \(upstream);")
+        guard let health = config.range(of: "        location = /healthz {") else {
+            throw HarnessError("no /healthz location in \(nginxConfig)")
+        }
+        config.insert(
+            contentsOf: [first, socket].enumerated().map { index, path in
+                "        location = \(Self.instancePath(name, index + 1)) {\n            fastcgi_pass unix:\(path);\n        }\n"
+            }.joined(),
+            at: health.lowerBound)
+        try config.write(toFile: nginxConfig, atomically: true, encoding: .utf8)
+        let prefix = directory.appendingPathComponent("nginx").path
+        let pidFile = prefix + "/nginx.pid"
+        let master = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        let before = Processes.childPIDs(of: pid_t(master) ?? 0)
+        try Processes.runTool(
+            TestEnvironment.nginx,
+            ["-p", prefix, "-c", nginxConfig, "-s", "reload", "-e", prefix + "/logs/error.log"])
+        // Reloaded once every worker nginx had before is gone: only new ones answer.
+        try Processes.waitFor("nginx to reload") {
+            let now = Processes.childPIDs(of: pid_t(master) ?? 0)
+            return !now.isEmpty && now.isDisjoint(with: before)
+        }
+        try waitUntilServing()
+    }
+
+    /// Where one instance of a route with a replica answers alone (see `addReplica`).
+    static func instancePath(_ name: String, _ instance: Int) -> String { "/_instances/\(name)/\(instance)" }
+
     /// The JSON lines a route wrote to stderr so far.
     func logLines(_ name: String) -> [String] {
         guard let url = logs[name], let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
