@@ -335,8 +335,13 @@ public struct WebhookEventJob: JobHandler {
         let changed = try connection.execute(
             """
             WITH old AS (
-                SELECT id, first_name, last_name, email, phone FROM clients
-                WHERE firm_id = app_current_firm() AND smokeball_contact_id = $1 FOR UPDATE
+                SELECT id, first_name, last_name, email, phone FROM clients c
+                WHERE firm_id = app_current_firm() AND smokeball_contact_id = $1
+                  AND NOT EXISTS (
+                      SELECT 1 FROM jobs j
+                      WHERE j.firm_id = app_current_firm() AND j.kind = '\(PushContactJob.kind)'
+                        AND j.key = '\(SyncJobs.contactKeyPrefix)' || c.id::text AND j.status = 'pending')
+                FOR UPDATE OF c
             )
             UPDATE clients c SET first_name = coalesce($2, c.first_name), last_name = coalesce($3, c.last_name),
                 email = coalesce($4, c.email), phone = coalesce($5, c.phone), updated_at = now()
@@ -359,6 +364,20 @@ public struct WebhookEventJob: JobHandler {
             ClientDrift(
                 clientID: try row.uuid("id"),
                 fields: try row.string("fields").split(separator: ",").map(String.init))
+        }
+        if changed.isEmpty,
+            try connection.execute(
+                """
+                SELECT 1 FROM clients c JOIN jobs j ON j.firm_id = c.firm_id AND j.kind = '\(PushContactJob.kind)'
+                    AND j.key = '\(SyncJobs.contactKeyPrefix)' || c.id::text AND j.status = 'pending'
+                WHERE c.firm_id = app_current_firm() AND c.smokeball_contact_id = $1 LIMIT 1
+                """, [contactID]
+            ).first != nil
+        {
+            // A CaseHug edit of the client is waiting to be pushed (`push_contact`, debounced):
+            // what Smokeball has is older than it, and applying it would lose the edit. The
+            // push sends the edit, merged into Smokeball's contact.
+            return (Result(status: .stale, reason: "casehug_edit_pending"), [])
         }
         return (Result(status: .applied, reason: nil), changed)
     }

@@ -23,7 +23,9 @@ public enum SyncJobs {
     public static let maxBulkMatters = 500
 
     public static func matterKey(_ matterID: UUID) -> String { "matter:" + matterID.uuidString.lowercased() }
-    public static func contactKey(_ clientID: UUID) -> String { "contact:" + clientID.uuidString.lowercased() }
+    public static func contactKey(_ clientID: UUID) -> String { contactKeyPrefix + clientID.uuidString.lowercased() }
+    /// As the clients trigger of migration 033 writes it.
+    public static let contactKeyPrefix = "contact:"
     public static let allMattersKey = "all"
     public static let firmKey = "firm"
 }

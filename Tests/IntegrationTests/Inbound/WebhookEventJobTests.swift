@@ -271,6 +271,40 @@ struct WebhookEventJobTests {
         }
     }
 
+    @Test(
+        "a CaseHug edit still waiting to be pushed is kept when Smokeball's older contact arrives: the event is stale")
+    func contactUpdatedKeepsAPendingCaseHugEdit() throws {
+        try WebhookEventRig.with { rig in
+            let (_, _, client) = try rig.syncedMatter()
+            let contactID = try #require(try rig.fixture.row("clients", client).optionalString("smokeball_contact_id"))
+            // Edited in CaseHug: the clients trigger enqueues its push, due in 2 seconds.
+            try rig.flow.seed.asFirm(rig.fixture.firm) { connection in
+                try connection.execute("UPDATE clients SET first_name = 'Ada CaseHug' WHERE id = $1", [client])
+            }
+            let pending = try rig.flow.seed.connection.execute(
+                "SELECT count(*)::int8 AS n FROM jobs WHERE kind = 'push_contact' AND status = 'pending' AND key = $1",
+                [SyncJobs.contactKey(client)]
+            ).single().int("n")
+            try #require(pending == 1)
+            let mark = try rig.eventMark()
+            try rig.editContact(contactID, ["firstName": "Ada Smokeball"])
+            let events = try rig.events(after: mark, types: ["contact.updated"])
+            try #require(events.count == 1)
+            let id = try rig.store(events[0])
+            #expect(try rig.processAll() == 1)
+            #expect(try rig.eventStatus(id) == "stale")
+            #expect(try rig.fixture.row("clients", client).string("first_name") == "Ada CaseHug")
+
+            // Once the push is done (no push pending), Smokeball's edits apply again.
+            try rig.flow.seed.connection.execute(
+                "DELETE FROM jobs WHERE kind = 'push_contact' AND key = $1", [SyncJobs.contactKey(client)])
+            let again = try rig.store(events[0], copy: 1)
+            #expect(try rig.processAll() == 1)
+            #expect(try rig.eventStatus(again) == "applied")
+            #expect(try rig.fixture.row("clients", client).string("first_name") == "Ada Smokeball")
+        }
+    }
+
     @Test("an error event for a matter we created fails its history entry and link, and a re-sync creates it again")
     func errorEventForACreatedMatter() throws {
         try WebhookEventRig.with { rig in
