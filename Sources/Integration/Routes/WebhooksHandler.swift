@@ -86,6 +86,7 @@ public struct WebhooksHandler: DatabaseHandler {
         case .failure(let rejection):
             context.log.warning(
                 "webhook_rejected", ["reason": rejection.rawValue, "firm_id": firm, "event_type": envelope.type])
+            recordRefused(rejection, log: context.log)
             throw Self.unauthorized
         }
         let eventID = UUID()
@@ -157,6 +158,18 @@ public struct WebhooksHandler: DatabaseHandler {
         _ = try database.pipelinedTransaction([
             Statement("SELECT app_record_ignored_webhook($1, $2)", [envelope.accountID, envelope.type])
         ])
+    }
+
+    /// A refused delivery, counted by reason for `casehug-admin metrics` (migration 041; only this
+    /// path writes it, never the accept path). Not counting it does not change the answer.
+    func recordRefused(_ rejection: Rejection, log: Logger) {
+        do {
+            _ = try database.pipelinedTransaction([
+                Statement("SELECT app_record_refused_webhook($1)", [rejection.rawValue])
+            ])
+        } catch {
+            log.warning("webhook_refusal_not_counted", ["error": "\(error)"])
+        }
     }
 
     /// Inserts the event as `eventID` unless it is a duplicate, and enqueues its processing job
