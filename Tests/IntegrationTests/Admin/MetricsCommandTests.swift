@@ -3,6 +3,7 @@ import Cryptography
 import FastCGI
 import Foundation
 import PostgreSQL
+import Smokeball
 import TestSupport
 import Testing
 
@@ -170,6 +171,23 @@ import Testing
             #expect(samples["casehug_oldest_pending_job_age_seconds"] == 0)
             #expect(samples[#"casehug_webhooks_refused_total{reason="unknown_account"}"#] == 0)
             #expect(samples[#"casehug_connections{state="needs_reconnect"}"#] == 0)
+        }
+    }
+
+    @Test func smokeballsTooManyRequestsAnswersAreCountedOnThePartnersBucket() throws {
+        try SmokeballSandbox.with { sandbox in
+            let client = try sandbox.client()
+            let access = try sandbox.userAccess(client)
+            try sandbox.addFault(["path_prefix": "/firm", "status": 429])
+            #expect(throws: SmokeballError.self) { _ = try client.firm(access) }
+            let text = try AdminCommand.run(
+                ["metrics"], environment: ["CASEHUG_OPS_DATABASE_URL": sandbox.database.opsURL])
+            let samples = Self.parse(text)
+            let client429s = #"casehug_smokeball_rate_limited_total{client_id="\#(SmokeballSandbox.clientID)"}"#
+            // The call and its two retries.
+            #expect(samples[client429s] == 3)
+            let taken = #"casehug_rate_budget_taken_total{client_id="\#(SmokeballSandbox.clientID)"}"#
+            #expect((samples[taken] ?? 0) >= 3)
         }
     }
 
