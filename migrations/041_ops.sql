@@ -10,10 +10,20 @@
 -- bound to that firm, under its tenant policy. Jobs are reached as the queue functions do
 -- (app.job_worker).
 --
--- Counters with no row to count from get a cheap home off the accept path: the rate bucket's
--- row (written by every token take already) counts takes, waits and Smokeball's 429s; refused
--- webhook deliveries (bad or missing signature, skewed clock) are counted per reason in a small
--- table, written only on the refusal path, without waiting for the WAL flush.
+-- Counters. Counting rows at each scrape costs what the rows cost (at 1,000 deliveries a second
+-- a 5-minute window is 300,000 events and seconds of reading), so every count that grows with
+-- traffic is a counter, kept where writing it costs least, and never on the accept path:
+--   * webhook deliveries stored: PostgreSQL's own count of rows inserted into the events table
+--     (pg_stat_user_tables.n_tup_ins; it restarts from zero with the server's statistics, which
+--     Prometheus counters allow);
+--   * jobs reaching an outcome and webhook events processed: a trigger on the worker's update
+--     adds one to a counter row (one of eight per label set, by backend, so workers rarely wait
+--     on one another's row lock);
+--   * Smokeball calls: the rate bucket's row, written by every token take already, counts takes,
+--     waits and 429s;
+--   * refused deliveries (bad or missing signature, skewed clock): a counter row written only on
+--     the refusal path, without waiting for the WAL flush; unknown accounts were already counted
+--     (035's smokeball_ignored_webhooks).
 
 DO $$
 BEGIN
@@ -34,10 +44,8 @@ CREATE POLICY oauth_states_ops ON oauth_states FOR SELECT TO casehug_owner
 CREATE POLICY smokeball_webhook_events_ops ON smokeball_webhook_events FOR SELECT TO casehug_owner
     USING (current_setting('app.ops', true) = 'on');
 
--- Metrics read these through indexes: dead jobs (few, kept until retried) and jobs finished
--- lately. Neither is touched by an enqueue (a new job is pending and unfinished).
+-- Metrics count dead jobs (few, kept until retried) through this; an enqueue never enters it.
 CREATE INDEX jobs_dead_idx ON jobs (kind) WHERE status = 'dead';
-CREATE INDEX jobs_finished_idx ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 -- ---------------------------------------------------------------------------------------------
 -- Counters.
@@ -131,6 +139,46 @@ $$;
 ALTER FUNCTION app_record_refused_webhook(text) OWNER TO casehug_owner;
 REVOKE ALL ON FUNCTION app_record_refused_webhook(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app_record_refused_webhook(text) TO casehug_app;
+
+-- Outcomes: jobs by (kind, final status), webhook events by processing status.
+CREATE TABLE ops_counters (
+    metric text NOT NULL CHECK (metric IN ('jobs_finished', 'webhook_events_processed')),
+    kind text NOT NULL,
+    outcome text NOT NULL,
+    slot smallint NOT NULL CHECK (slot BETWEEN 0 AND 7),
+    count bigint NOT NULL DEFAULT 1 CHECK (count > 0),
+    PRIMARY KEY (metric, kind, outcome, slot)
+);
+ALTER TABLE ops_counters OWNER TO casehug_owner;
+
+CREATE FUNCTION ops_count_outcome() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, public
+    AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'jobs' THEN
+        INSERT INTO public.ops_counters AS c (metric, kind, outcome, slot)
+        VALUES ('jobs_finished', NEW.kind, NEW.status, (pg_backend_pid() % 8)::smallint)
+        ON CONFLICT (metric, kind, outcome, slot) DO UPDATE SET count = c.count + 1;
+    ELSE
+        INSERT INTO public.ops_counters AS c (metric, kind, outcome, slot)
+        VALUES ('webhook_events_processed', '', coalesce(NEW.status, 'unknown'), (pg_backend_pid() % 8)::smallint)
+        ON CONFLICT (metric, kind, outcome, slot) DO UPDATE SET count = c.count + 1;
+    END IF;
+    RETURN NULL;
+END
+$$;
+ALTER FUNCTION ops_count_outcome() OWNER TO casehug_owner;
+REVOKE ALL ON FUNCTION ops_count_outcome() FROM PUBLIC;
+
+-- Only the transition counts: an enqueue that joins a pending job (ON CONFLICT DO UPDATE) and
+-- every other update leave the WHEN false.
+CREATE TRIGGER jobs_count_outcome AFTER UPDATE OF status ON jobs FOR EACH ROW
+    WHEN (NEW.status IN ('succeeded', 'dead', 'superseded') AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION ops_count_outcome();
+CREATE TRIGGER smokeball_webhook_events_count_outcome AFTER UPDATE OF processed ON smokeball_webhook_events
+    FOR EACH ROW WHEN (NEW.processed AND NOT OLD.processed)
+    EXECUTE FUNCTION ops_count_outcome();
 
 -- ---------------------------------------------------------------------------------------------
 -- Reading.
@@ -424,8 +472,8 @@ CREATE FUNCTION ops_applied_migrations()
     AS $$ SELECT m.version, m.name FROM public.schema_migrations m ORDER BY m.version $$;
 
 -- Every figure `casehug-admin metrics` prints, as (metric, labels, value). Each part is an index
--- probe or a scan of a small table; the costliest, webhooks accepted lately, reads one index
--- range per firm over the last 5 minutes' events (docs/operations.md, "Metrics").
+-- scan of what is waiting (pending, running, dead jobs; unprocessed or failed events) or a read of
+-- a small table; none grows with the history (docs/operations.md, "Metrics").
 CREATE FUNCTION ops_metrics()
     RETURNS TABLE (metric text, labels jsonb, value double precision)
     LANGUAGE plpgsql SECURITY DEFINER
@@ -441,18 +489,19 @@ BEGIN
     SELECT 'casehug_jobs', jsonb_build_object('kind', j.kind, 'state', 'dead'), count(*)::float8
     FROM jobs j WHERE j.status = 'dead' GROUP BY j.kind;
     RETURN QUERY
-    SELECT 'casehug_jobs_finished_5m', jsonb_build_object('kind', j.kind, 'outcome', j.status), count(*)::float8
-    FROM jobs j WHERE j.finished_at IS NOT NULL AND j.finished_at > now() - interval '5 minutes'
-    GROUP BY j.kind, j.status;
+    SELECT 'casehug_jobs_finished_total', jsonb_build_object('kind', c.kind, 'outcome', c.outcome),
+        sum(c.count)::float8
+    FROM ops_counters c WHERE c.metric = 'jobs_finished' GROUP BY c.kind, c.outcome;
     RETURN QUERY
     SELECT 'casehug_oldest_pending_job_age_seconds', '{}'::jsonb,
         coalesce(extract(epoch FROM now() - min(j.run_after)), 0)::float8
     FROM jobs j WHERE j.status = 'pending' AND j.run_after <= now();
     RETURN QUERY
-    SELECT 'casehug_webhooks_accepted_5m', '{}'::jsonb, coalesce(sum(c.n), 0)::float8
-    FROM firms f CROSS JOIN LATERAL (
-        SELECT count(*) AS n FROM smokeball_webhook_events e
-        WHERE e.firm_id = f.id AND e.created_at > now() - interval '5 minutes') c;
+    SELECT 'casehug_webhooks_accepted_total', '{}'::jsonb, coalesce(sum(t.n_tup_ins), 0)::float8
+    FROM pg_stat_user_tables t WHERE t.relid = 'public.smokeball_webhook_events'::regclass;
+    RETURN QUERY
+    SELECT 'casehug_webhook_events_processed_total', jsonb_build_object('status', c.outcome), sum(c.count)::float8
+    FROM ops_counters c WHERE c.metric = 'webhook_events_processed' GROUP BY c.outcome;
     RETURN QUERY
     SELECT 'casehug_webhook_events_open', jsonb_build_object('state', s.state), coalesce(c.n, 0)::float8
     FROM (VALUES ('unprocessed'), ('failed')) AS s (state)

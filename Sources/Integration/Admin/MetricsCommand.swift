@@ -10,9 +10,19 @@ enum MetricsCommand {
     /// Every family, in print order: (name, type, help).
     static let families: [(String, String, String)] = [
         ("casehug_jobs", "gauge", "Jobs by kind and state (pending, running, dead)."),
-        ("casehug_jobs_finished_5m", "gauge", "Jobs finished in the last 5 minutes by kind and outcome."),
+        (
+            "casehug_jobs_finished_total", "counter",
+            "Jobs that reached an outcome (succeeded, dead, superseded), by kind and outcome."
+        ),
         ("casehug_oldest_pending_job_age_seconds", "gauge", "How long the longest-waiting due pending job has waited."),
-        ("casehug_webhooks_accepted_5m", "gauge", "Webhook deliveries stored in the last 5 minutes."),
+        (
+            "casehug_webhooks_accepted_total", "counter",
+            "Webhook deliveries stored (rows inserted; restarts with the server's statistics)."
+        ),
+        (
+            "casehug_webhook_events_processed_total", "counter",
+            "Webhook events processed, by outcome (applied, echo, stale, ignored, failed)."
+        ),
         ("casehug_webhook_events_open", "gauge", "Stored webhook events not yet processed, and those that failed."),
         (
             "casehug_webhooks_refused_total", "counter",

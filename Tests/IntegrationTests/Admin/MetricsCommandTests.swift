@@ -67,26 +67,40 @@ import Testing
             try fixture.job(b, kind: "push_contact", key: "contact:1", status: "pending", waitingSeconds: 120)
             try fixture.job(b, kind: "push_contact", key: "contact:2", status: "pending", waitingSeconds: -3600)
             try fixture.job(a, kind: "pull_matters", status: "running")
+            // Stored as finished: no outcome is counted for them (nothing finished them).
             try fixture.job(a, status: "dead")
-            try fixture.job(a, status: "succeeded", finishedSecondsAgo: 10)
-            try fixture.job(b, status: "succeeded", finishedSecondsAgo: 20)
             try fixture.job(a, status: "succeeded", finishedSecondsAgo: 3600)
-            try fixture.job(a, status: "superseded", finishedSecondsAgo: 30)
+            // Finished now, as the worker's update finishes them: counted.
+            for (firm, kind, outcome) in [
+                (a, "sync_matter", "succeeded"), (b, "sync_matter", "succeeded"), (a, "sync_matter", "superseded"),
+                (b, "push_contact", "dead"),
+            ] {
+                let id = try fixture.job(firm, kind: kind, status: "pending")
+                try fixture.seed.connection.execute(
+                    "UPDATE jobs SET status = $2, finished_at = now() WHERE id = $1", [id, outcome])
+            }
 
+            var events: [UUID] = []
             for (processed, status, minutesAgo) in [
-                (false, nil, 0.0), (false, nil, 1.0), (true, "applied", 2.0), (true, "failed", 3.0),
+                (false, nil, 0.0), (false, nil, 1.0), (false, nil, 1.5), (true, "applied", 2.0), (true, "failed", 3.0),
                 (true, "applied", 60.0),
             ] as [(Bool, String?, Double)] {
+                let id = UUID()
                 try fixture.seed.asFirm(a) { connection in
                     try connection.execute(
                         """
-                        INSERT INTO smokeball_webhook_events (firm_id, event_type, payload, dedupe_key, processed,
+                        INSERT INTO smokeball_webhook_events (id, firm_id, event_type, payload, dedupe_key, processed,
                             processed_at, status, created_at)
-                        VALUES ($1, 'matter.updated', '{}', gen_random_uuid()::text, $2,
+                        VALUES ($5, $1, 'matter.updated', '{}', gen_random_uuid()::text, $2,
                             CASE WHEN $2 THEN now() END, $3, now() - make_interval(secs => $4))
-                        """, [a, processed, status, minutesAgo * 60])
+                        """, [a, processed, status, minutesAgo * 60, id])
                 }
+                events.append(id)
             }
+            // Processed now, as the worker records it: counted.
+            try fixture.seed.connection.execute(
+                "UPDATE smokeball_webhook_events SET processed = true, processed_at = now(), status = 'stale' WHERE id = $1",
+                [events[2]])
 
             // Refused deliveries, through the webhooks handler itself.
             let now = DotNetTicks.from(Date())
@@ -98,6 +112,8 @@ import Testing
                 (webhooks.headers(ticks: now, key: "another-wrong-key"), WebhookFixture.body(), 401),
                 (webhooks.headers(ticks: now - 3600 * 10_000_000), WebhookFixture.body(), 401),
                 (webhooks.headers(ticks: now), WebhookFixture.body(account: "nobody-has-this-account"), 200),
+                // One accepted: stored, with its processing job.
+                (webhooks.headers(ticks: now), WebhookFixture.body(), 200),
             ] {
                 #expect(webhooks.deliver(body, headers: headers).status.code == expected)
             }
@@ -108,18 +124,28 @@ import Testing
             }
             for _ in 0..<2 { _ = try app.execute("SELECT smokeball_record_rate_limited('client-x')") }
 
-            let text = try fixture.run(["metrics"])
-            let samples = Self.parse(text)
+            // The server's statistics take in a session's inserts when it goes idle (up to 10 s
+            // later) or ends: the seed's session asks for it now, the route's session ends.
+            try fixture.seed.connection.execute("SELECT pg_stat_force_next_flush()")
+            webhooks.app.disconnect()
+            var samples: [String: Double] = [:]
+            try Processes.waitFor("the stored deliveries to reach the statistics") {
+                samples = Self.parse(try fixture.run(["metrics"]))
+                return samples["casehug_webhooks_accepted_total"] == 7
+            }
             let expected: [String: Double] = [
                 #"casehug_jobs{kind="sync_matter",state="pending"}"#: 2,
                 #"casehug_jobs{kind="push_contact",state="pending"}"#: 2,
+                #"casehug_jobs{kind="process_webhook_event",state="pending"}"#: 1,
                 #"casehug_jobs{kind="pull_matters",state="running"}"#: 1,
                 #"casehug_jobs{kind="sync_matter",state="dead"}"#: 1,
-                #"casehug_jobs_finished_5m{kind="sync_matter",outcome="succeeded"}"#: 2,
-                #"casehug_jobs_finished_5m{kind="sync_matter",outcome="superseded"}"#: 1,
-                #"casehug_jobs_finished_5m{kind="sync_matter",outcome="dead"}"#: 1,
-                "casehug_webhooks_accepted_5m": 4,
-                #"casehug_webhook_events_open{state="unprocessed"}"#: 2,
+                #"casehug_jobs{kind="push_contact",state="dead"}"#: 1,
+                #"casehug_jobs_finished_total{kind="sync_matter",outcome="succeeded"}"#: 2,
+                #"casehug_jobs_finished_total{kind="sync_matter",outcome="superseded"}"#: 1,
+                #"casehug_jobs_finished_total{kind="push_contact",outcome="dead"}"#: 1,
+                "casehug_webhooks_accepted_total": 7,
+                #"casehug_webhook_events_processed_total{status="stale"}"#: 1,
+                #"casehug_webhook_events_open{state="unprocessed"}"#: 3,
                 #"casehug_webhook_events_open{state="failed"}"#: 1,
                 #"casehug_webhooks_refused_total{reason="signature_missing"}"#: 1,
                 #"casehug_webhooks_refused_total{reason="signature_mismatch"}"#: 2,
