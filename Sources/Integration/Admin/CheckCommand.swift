@@ -79,6 +79,8 @@ enum CheckCommand {
                     check: "migrations", ok: false, detail: "not applied: " + missing.joined(separator: ", "))
             }
             return Outcome(check: "migrations", ok: true, detail: "all \(files.count) applied")
+        } catch is AdminCommand.UsageError {
+            return Outcome(check: "migrations", ok: false, detail: "no URL for the casehug_ops role to read them with")
         } catch {
             return Outcome(check: "migrations", ok: false, detail: "\(error)")
         }
