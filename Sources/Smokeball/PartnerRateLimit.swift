@@ -73,6 +73,14 @@ public final class PartnerRateLimit: Sendable {
         }
     }
 
+    /// Counts a 429 from Smokeball on the bucket's row (`casehug-admin metrics`). Best effort: a
+    /// count that cannot be written must not fail the call.
+    public func recordRateLimited() {
+        _ = try? database.withConnection { connection in
+            try connection.execute("SELECT smokeball_record_rate_limited($1)", [clientID])
+        }
+    }
+
     static func sleep(_ seconds: Double) {
         guard seconds > 0 else { return }
         usleep(useconds_t(min(seconds, 60) * 1_000_000))

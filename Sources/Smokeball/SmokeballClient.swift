@@ -408,6 +408,7 @@ public final class SmokeballClient {
             let delay: Double?
             switch response.status {
             case 429:
+                rateLimit?.recordRateLimited()
                 // Smokeball sends no Retry-After (FACTS.md); honour one if it ever comes.
                 if let asked = RetryPolicy.retryAfter(response) {
                     delay = asked <= retryPolicy.maxRetryAfter ? asked : nil

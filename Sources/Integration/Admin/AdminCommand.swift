@@ -11,6 +11,9 @@ import PostgreSQL
 ///     casehug-admin ensure-login-role --database-url URL --role NAME --password-env NAME
 ///     casehug-admin mint-token --sub UUID [--ttl SECONDS]        (reads CASEHUG_JWT_SECRET)
 ///
+/// and the operations commands (`OpsCommand`: connections, jobs, webhooks replay, resync,
+/// import, rotate-encryption-key, check, metrics), which log in as the `casehug_ops` role.
+///
 /// `--database-url-env NAME` reads the URL from the environment variable NAME instead, so a
 /// URL with a password never shows in the process list. Passwords are read from the variable
 /// `--password-env` names and reach the server only as SCRAM-SHA-256 verifiers.
@@ -25,13 +28,16 @@ public enum AdminCommand {
                casehug-admin set-app-password (--database-url URL | --database-url-env NAME) --password-env NAME
                casehug-admin ensure-login-role (--database-url URL | --database-url-env NAME) --role NAME --password-env NAME
                casehug-admin mint-token --sub UUID [--ttl SECONDS]
-        """
+        """ + "\n" + OpsCommand.usage
 
     /// Runs one command; returns what to print on stdout.
     public static func run(
         _ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> String {
         guard let command = arguments.first else { throw UsageError(description: usage) }
+        if OpsCommand.commands.contains(command) {
+            return try OpsCommand.run(command, Array(arguments.dropFirst()), environment: environment)
+        }
         let options = try parseOptions(Array(arguments.dropFirst()))
         func option(_ name: String) throws -> String {
             guard let value = options[name], !value.isEmpty else {

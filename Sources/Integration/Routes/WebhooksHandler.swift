@@ -119,6 +119,7 @@ public struct WebhooksHandler: DatabaseHandler {
                         "reason": rejection.rawValue, "firm_id": connection.firmID.uuidString.lowercased(),
                         "event_type": envelope.type,
                     ])
+                recordRefused(rejection, log: context.log)
                 throw Self.unauthorized
             }
             let eventID = UUID()
@@ -207,6 +208,18 @@ public struct WebhooksHandler: DatabaseHandler {
         _ = try database.pipelinedTransaction([
             Statement("SELECT app_record_ignored_webhook($1, $2)", [envelope.accountID, envelope.type])
         ])
+    }
+
+    /// A refused delivery, counted by reason for `casehug-admin metrics` (migration 043; only this
+    /// path writes it, never the accept path). Not counting it does not change the answer.
+    func recordRefused(_ rejection: Rejection, log: Logger) {
+        do {
+            _ = try database.pipelinedTransaction([
+                Statement("SELECT app_record_refused_webhook($1)", [rejection.rawValue])
+            ])
+        } catch {
+            log.warning("webhook_refusal_not_counted", ["error": "\(error)"])
+        }
     }
 
     /// Inserts the event as `eventID` unless it is a duplicate, and enqueues its processing job

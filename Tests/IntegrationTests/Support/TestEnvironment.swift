@@ -33,6 +33,7 @@ enum TestEnvironment {
     static let jwtSecret = "integration-test-secret-0123456789abcdef-XYZ"
     static let appPassword = "integration-test-app-password-9f8e7d"
     static let workerPassword = "integration-test-worker-password-4c3b2a"
+    static let opsPassword = "integration-test-ops-password-7d6e5f"
 
     static func token(
         subject: String, expiresIn: Int64 = 600, secret: String = jwtSecret, extra: [String: Any] = [:]
@@ -67,6 +68,12 @@ struct ServiceDatabase: Sendable {
             TestEnvironment.adminURL, database: name, user: "casehug_worker", password: TestEnvironment.workerPassword)
     }
 
+    /// The operations role of `casehug-admin`'s ops commands (migration 043).
+    var opsURL: String {
+        TestEnvironment.databaseURL(
+            TestEnvironment.adminURL, database: name, user: "casehug_ops", password: TestEnvironment.opsPassword)
+    }
+
     static func create() throws -> ServiceDatabase {
         ServiceDatabase(
             name: try TestCluster.createDatabase("itest_", template: "casehug") { connection in
@@ -75,6 +82,7 @@ struct ServiceDatabase: Sendable {
                 // As casehug-admin does it: the server gets the SCRAM verifier, not the password.
                 for (role, password) in [
                     ("casehug_app", TestEnvironment.appPassword), ("casehug_worker", TestEnvironment.workerPassword),
+                    ("casehug_ops", TestEnvironment.opsPassword),
                 ] {
                     let verifier = try connection.scramHashedPassword(password, user: role)
                     let statement = try connection.execute(
