@@ -102,6 +102,12 @@ live_socket() {
     printf '%s/%s.sock\n' "$(route_socket_dir "$1" "$2" "$3")" "$3"
 }
 
+# point_live_socket BACKEND PREFIX ROUTE SLOT: points the route's symlink at the slot's socket
+# (a name relative to the directory both are in), with one rename(2).
+point_live_socket() {
+    set_link "$(basename "$(slot_socket "$@")")" "$(live_socket "$1" "$2" "$3")"
+}
+
 # systemd_unit UNIT SLOT: the systemd unit that runs one slot (deploy/systemd): a route's
 # casehug-route@ROUTE-SLOT.service (deploy/install writes each one's drop-in), the worker's
 # casehug-worker@SLOT.service.
@@ -206,7 +212,7 @@ slot_boot() {
     slot_start_local "${prefix}" "${unit}" a "${with_socket}"
     set_link a "${prefix}/slots/${unit}"
     if [[ ${with_socket} == --socket ]]; then
-        set_link "${unit}-a.sock" "$(live_socket local "${prefix}" "${unit}")"
+        point_live_socket local "${prefix}" "${unit}" a
     fi
     release_prune "${prefix}" "${unit}" "${DEPLOY_KEEP:-5}"
 }
