@@ -220,6 +220,13 @@ struct ProductionFilesTests {
             }
             #expect(site.contains("server unix:\(liveSocket);"), "nginx connects elsewhere than \(liveSocket)")
         }
+        // Boot starts the enabled (live) slots only: the target names no slot of its own.
+        let casehugTarget = try String(contentsOf: units.appendingPathComponent("casehug.target"), encoding: .utf8)
+        for dependency in ["Wants=", "Requires=", "BindsTo=", "Upholds="] {
+            #expect(
+                !casehugTarget.split(separator: "\n").contains { $0.hasPrefix(dependency) },
+                "casehug.target \(dependency)")
+        }
         // scripts/deploy has no unit names or socket paths of its own (only in its comments).
         let deploy = try Self.text("scripts/deploy").split(separator: "\n").filter {
             !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#")
