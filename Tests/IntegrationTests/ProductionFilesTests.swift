@@ -23,22 +23,82 @@ struct ProductionFilesTests {
 
     // MARK: systemd
 
+    /// One unit's slot as scripts/deploy addresses it under systemd (scripts/lib/slots.sh's
+    /// functions, which deploy/install uses too): the systemd unit, and for a route the slot's
+    /// socket and the symlink nginx connects to.
+    struct DeploySlot {
+        let unit: String
+        let slot: String
+        let systemdUnit: String
+        let socket: String?
+        let liveSocket: String?
+
+        /// `casehug-route@status-a.service` -> `casehug-route@.service`, `status-a`.
+        var template: String { String(systemdUnit.prefix { $0 != "@" }) + "@.service" }
+        var instance: String {
+            String(systemdUnit.drop { $0 != "@" }.dropFirst().dropLast(".service".count))
+        }
+    }
+
+    /// What scripts/lib/slots.sh answers for every unit and slot, with production's prefix.
+    static func deploySlots() throws -> [DeploySlot] {
+        let script = """
+            set -euo pipefail
+            source scripts/lib/common.sh
+            source scripts/lib/slots.sh
+            for unit in \(try routes().joined(separator: " ")) worker; do
+                for slot in a b; do
+                    if [[ ${unit} == worker ]]; then
+                        echo "${unit} ${slot} $(systemd_unit "${unit}" "${slot}") - -"
+                    else
+                        echo "${unit} ${slot} $(systemd_unit "${unit}" "${slot}")" \\
+                            "$(slot_socket systemd /opt/casehug "${unit}" "${slot}")" \\
+                            "$(live_socket systemd /opt/casehug "${unit}")"
+                    fi
+                done
+            done
+            """
+        let output = try Processes.runTool(
+            "/bin/bash", ["-c", "cd \"$0\" && " + script, root.path],
+            environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
+        return output.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }.filter {
+            $0.count == 5
+        }.map {
+            DeploySlot(
+                unit: $0[0], slot: $0[1], systemdUnit: $0[2], socket: $0[3] == "-" ? nil : $0[3],
+                liveSocket: $0[4] == "-" ? nil : $0[4])
+        }
+    }
+
+    /// Runs deploy/install into a new directory, which the caller removes.
+    static func install() throws -> URL {
+        let target = try Processes.temporaryDirectory(prefix: "casehug-install")
+        try Processes.runTool(root.appendingPathComponent("deploy/install").path, ["--root", target.path])
+        return target
+    }
+
+    /// The users of an installed tree by name: the fields of their etc/passwd line.
+    static func accounts(_ target: URL) throws -> [String: [Substring]] {
+        let passwd = try String(contentsOf: target.appendingPathComponent("etc/passwd"), encoding: .utf8)
+        return Dictionary(
+            passwd.split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false) }
+                .map { (String($0[0]), $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// The units enabled in casehug.target of an installed tree.
+    static func enabled(_ target: URL) throws -> Set<String> {
+        Set(
+            try FileManager.default.contentsOfDirectory(
+                atPath: target.appendingPathComponent("etc/systemd/system/casehug.target.wants").path))
+    }
+
     @Test(
         "deploy/install creates the users, directories and units, and systemd-analyze verify accepts every unit",
         .enabled(if: getuid() == 0, "deploy/install creates users and root-owned directories"))
     func installAndVerify() throws {
-        let target = try Processes.temporaryDirectory(prefix: "casehug-install")
+        let target = try Self.install()
         defer { try? FileManager.default.removeItem(at: target) }
-        try Processes.runTool(
-            Self.root.appendingPathComponent("deploy/install").path, ["--root", target.path])
-        // Idempotent: a second run changes nothing and fails on nothing.
-        try Processes.runTool(
-            Self.root.appendingPathComponent("deploy/install").path, ["--root", target.path])
-
-        let passwd = try String(contentsOf: target.appendingPathComponent("etc/passwd"), encoding: .utf8)
-        let accounts = Dictionary(
-            passwd.split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false) }
-                .map { (String($0[0]), $0) }, uniquingKeysWith: { first, _ in first })
+        let accounts = try Self.accounts(target)
         let routes = try Self.routes()
         #expect(routes.count == 6)
         var uids: Set<Substring> = []
@@ -52,33 +112,19 @@ struct ProductionFilesTests {
         #expect(uids.count == routes.count + 1)
 
         let manager = FileManager.default
-        // The socket directories as deploy/install made them, then as systemd-tmpfiles makes
-        // them at boot from the installed rule (users resolved in the target's etc/passwd).
-        func checkSocketDirectories(symlinks: Bool) throws {
-            for route in routes {
-                let directory = target.appendingPathComponent("run/casehug/\(route)").path
-                let attributes = try manager.attributesOfItem(atPath: directory)
-                // Owner the route's user, group www-data, setgid, nothing for others.
-                #expect((attributes[.posixPermissions] as? Int) == 0o2750)
-                #expect(
-                    (attributes[.ownerAccountID] as? NSNumber)?.stringValue
-                        == accounts["casehug-\(route)"].map { String($0[2]) })
-                #expect(
-                    (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value == getgrnam("www-data")?.pointee.gr_gid
-                )
-                if symlinks {
-                    #expect(
-                        try manager.destinationOfSymbolicLink(atPath: directory + "/\(route).sock") == "\(route)-a.sock"
-                    )
-                }
-            }
+        for route in routes {
+            // Persistent (not /run): the symlink to the live slot must survive a reboot.
+            let directory = target.appendingPathComponent("opt/casehug/sockets/\(route)").path
+            let attributes = try manager.attributesOfItem(atPath: directory)
+            // Owner the route's user, group www-data, setgid, nothing for others.
+            #expect((attributes[.posixPermissions] as? Int) == 0o2750)
+            #expect(
+                (attributes[.ownerAccountID] as? NSNumber)?.stringValue
+                    == accounts["casehug-\(route)"].map { String($0[2]) })
+            #expect(
+                (attributes[.groupOwnerAccountID] as? NSNumber)?.uint32Value == getgrnam("www-data")?.pointee.gr_gid)
+            #expect(try manager.destinationOfSymbolicLink(atPath: directory + "/\(route).sock") == "\(route)-a.sock")
         }
-        try checkSocketDirectories(symlinks: false)
-        try manager.removeItem(at: target.appendingPathComponent("run/casehug"))
-        try Processes.runTool(
-            "/usr/bin/systemd-tmpfiles",
-            ["--root=\(target.path)", "--create", target.appendingPathComponent("etc/tmpfiles.d/casehug.conf").path])
-        try checkSocketDirectories(symlinks: true)
         for file in ["etc/casehug/casehug.env", "etc/casehug/worker.env"] {
             let attributes = try manager.attributesOfItem(atPath: target.appendingPathComponent(file).path)
             #expect((attributes[.posixPermissions] as? Int) == 0o640, "\(file)")
@@ -93,19 +139,108 @@ struct ProductionFilesTests {
             let route = instance.dropFirst("casehug-route@".count).split(separator: "-")[0]
             #expect(dropIn.contains("User=casehug-\(route)\n"))
             #expect(dropIn.contains("Environment=CASEHUG_ROUTE=\(route)\n"))
+            #expect(dropIn.contains("ReadWritePaths=/opt/casehug/sockets/\(route)\n"))
         }
+        // Boot starts slot a of every route and of the worker, nothing else; the target with
+        // multi-user.target.
+        #expect(
+            try Self.enabled(target)
+                == Set(routes.map { "casehug-route@\($0)-a.service" } + ["casehug-worker@a.service"]))
+        // (A link to /etc/systemd/system/casehug.target: dangling outside the installed tree.)
+        #expect(
+            try manager.destinationOfSymbolicLink(atPath: units.path + "/multi-user.target.wants/casehug.target")
+                == "/etc/systemd/system/casehug.target")
         // Unknown keys are only warnings, so the output must be empty, not just the status zero.
         let output = try Processes.runTool(
-            "/usr/bin/systemd-analyze", ["verify"] + instances + ["casehug-worker.service", "casehug.target"],
+            "/usr/bin/systemd-analyze",
+            ["verify"] + instances + ["casehug-worker@a.service", "casehug-worker@b.service", "casehug.target"],
             environment: ["SYSTEMD_UNIT_PATH": units.path + ":", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
         #expect(output.isEmpty, "systemd-analyze verify: \(output)")
+
+        // What scripts/deploy did since (status live on slot b) survives installing again: the
+        // socket symlink stays, and the live slot stays the enabled one.
+        let status = target.appendingPathComponent("opt/casehug/sockets/status/status.sock").path
+        try manager.removeItem(atPath: status)
+        try manager.createSymbolicLink(atPath: status, withDestinationPath: "status-b.sock")
+        try manager.createDirectory(
+            at: target.appendingPathComponent("opt/casehug/slots"), withIntermediateDirectories: true)
+        try manager.createSymbolicLink(
+            atPath: target.appendingPathComponent("opt/casehug/slots/status").path, withDestinationPath: "b")
+        try manager.removeItem(atPath: units.path + "/casehug.target.wants/casehug-route@status-a.service")
+        try Processes.runTool(
+            Self.root.appendingPathComponent("deploy/install").path, ["--root", target.path])
+        #expect(try manager.destinationOfSymbolicLink(atPath: status) == "status-b.sock")
+        let enabled = try Self.enabled(target)
+        #expect(enabled.contains("casehug-route@status-b.service"))
+        #expect(!enabled.contains("casehug-route@status-a.service"))
+    }
+
+    @Test(
+        "scripts/deploy under systemd uses the unit names and socket paths deploy/install, the units and the nginx site define",
+        .enabled(if: getuid() == 0, "deploy/install creates users and root-owned directories"))
+    func deployMatchesTheInstalledFiles() throws {
+        let slots = try Self.deploySlots()
+        let routes = try Self.routes()
+        #expect(slots.count == (routes.count + 1) * 2)
+        let target = try Self.install()
+        defer { try? FileManager.default.removeItem(at: target) }
+        let units = target.appendingPathComponent("etc/systemd/system")
+        let manager = FileManager.default
+        let site = try Self.text("deploy/nginx/casehug.conf")
+        let enabled = try Self.enabled(target)
+        for slot in slots {
+            // The unit scripts/deploy starts is an instance of an installed template...
+            let template = try String(contentsOf: units.appendingPathComponent(slot.template), encoding: .utf8)
+            #expect(!slot.instance.isEmpty)
+            // ...and boot starts slot a, as scripts/deploy's first deploy expects.
+            #expect(enabled.contains(slot.systemdUnit) == (slot.slot == "a"), "\(slot.systemdUnit)")
+            guard let socket = slot.socket, let liveSocket = slot.liveSocket else {
+                #expect(slot.unit == "worker")
+                #expect(!template.contains("--socket"))
+                continue
+            }
+            let dropIn = try String(
+                contentsOf: units.appendingPathComponent(slot.systemdUnit + ".d/10-route.conf"), encoding: .utf8)
+            #expect(dropIn.contains("Environment=CASEHUG_ROUTE=\(slot.unit)\n"), "\(slot.systemdUnit)")
+            // The socket scripts/deploy waits on is the one the unit's process creates...
+            let execStart = try #require(template.split(separator: "\n").first { $0.hasPrefix("ExecStart=") })
+            let command = execStart.replacingOccurrences(of: "\"$CASEHUG_ROUTE\"", with: slot.unit)
+                .replacingOccurrences(of: "%i", with: slot.instance)
+            #expect(command.contains(" --socket \(socket) "), "\(command) does not create \(socket)")
+            // ...in a directory the unit may write, next to the symlink nginx connects to.
+            let directory = (socket as NSString).deletingLastPathComponent
+            #expect(dropIn.contains("ReadWritePaths=\(directory)\n"), "\(slot.systemdUnit)")
+            #expect((liveSocket as NSString).deletingLastPathComponent == directory)
+            let attributes = try manager.attributesOfItem(atPath: target.path + directory)
+            #expect((attributes[.posixPermissions] as? Int) == 0o2750, "\(directory)")
+            if slot.slot == "a" {
+                #expect(
+                    try manager.destinationOfSymbolicLink(atPath: target.path + liveSocket)
+                        == (socket as NSString).lastPathComponent)
+            }
+            #expect(site.contains("server unix:\(liveSocket);"), "nginx connects elsewhere than \(liveSocket)")
+        }
+        // Boot starts the enabled (live) slots only: the target names no slot of its own.
+        let casehugTarget = try String(contentsOf: units.appendingPathComponent("casehug.target"), encoding: .utf8)
+        for dependency in ["Wants=", "Requires=", "BindsTo=", "Upholds="] {
+            #expect(
+                !casehugTarget.split(separator: "\n").contains { $0.hasPrefix(dependency) },
+                "casehug.target \(dependency)")
+        }
+        // scripts/deploy has no unit names or socket paths of its own (only in its comments).
+        let deploy = try Self.text("scripts/deploy").split(separator: "\n").filter {
+            !$0.trimmingCharacters(in: .whitespaces).hasPrefix("#")
+        }
+        for name in ["casehug-route@", "casehug-worker@", "sockets/", ".sock\""] {
+            #expect(!deploy.contains { $0.contains(name) }, "scripts/deploy spells \(name) itself")
+        }
     }
 
     @Test("Every unit runs as an unprivileged user with the hardening settings, and there is none for the sandbox")
     func unitsAreHardened() throws {
         let directory = Self.root.appendingPathComponent("deploy/systemd")
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
-        #expect(names.filter { $0.hasSuffix(".service") } == ["casehug-route@.service", "casehug-worker.service"])
+        #expect(names.filter { $0.hasSuffix(".service") } == ["casehug-route@.service", "casehug-worker@.service"])
         #expect(names.contains("casehug.target"))
         #expect(!names.contains { $0.contains("sandbox") })
         let required = [
@@ -219,6 +354,8 @@ struct ProductionFilesTests {
     static let notSettings: Set<String> = [
         "CONTENT_LENGTH", "CONTENT_TYPE", "DOCUMENT_URI", "QUERY_STRING", "REMOTE_ADDR", "REQUEST_METHOD",
         "REQUEST_URI", "SCRIPT_NAME", "HTTP_X_REQUEST_ID", "HTTP_AUTHORIZATION",
+        // casehug-admin's argument placeholders (its usage and errors name them).
+        "FIRM_ID", "JOB_ID",
     ]
 
     /// Every `"UPPER_CASE_NAME"` string literal in the production sources.

@@ -7,7 +7,8 @@
 #   releases/UNIT/current       -> ID, the release a slot starts from (what systemd's ExecStart runs)
 #   releases/UNIT/previous      -> ID, what --rollback puts back
 #   sockets/ROUTE-a.sock, sockets/ROUTE-b.sock
-#                               each slot's own FastCGI socket
+#                               each slot's own FastCGI socket (production: in sockets/ROUTE/,
+#                               see route_socket_dir)
 #   sockets/ROUTE.sock          -> ROUTE-a.sock or ROUTE-b.sock: what nginx connects to
 #   slots/UNIT                  -> a or b: the live slot (for the worker, which has no socket)
 # Local only (scripts/run writes them; systemd units hold the same in production):
@@ -77,8 +78,45 @@ other_slot() {
     [[ $1 == a ]] && echo b || echo a
 }
 
+# route_socket_dir BACKEND PREFIX ROUTE: the directory of a route's sockets (both slots' and the
+# ROUTE.sock symlink). Under systemd one per route, PREFIX/sockets/ROUTE (deploy/install makes it:
+# owner the route's user, group www-data, 2750, so only nginx and that route reach its sockets;
+# under /opt, so the symlink to the live slot survives a reboot). Locally all in PREFIX/sockets
+# (nginx/nginx.conf.template's layout). The one place that choice is made.
+route_socket_dir() {
+    if [[ $1 == systemd ]]; then
+        printf '%s/sockets/%s\n' "$2" "$3"
+    else
+        printf '%s/sockets\n' "$2"
+    fi
+}
+
+# slot_socket BACKEND PREFIX ROUTE SLOT: the slot's own socket.
 slot_socket() {
-    printf '%s/sockets/%s-%s.sock\n' "$1" "$2" "$3"
+    printf '%s/%s-%s.sock\n' "$(route_socket_dir "$1" "$2" "$3")" "$3" "$4"
+}
+
+# live_socket BACKEND PREFIX ROUTE: the symlink nginx connects to, pointing at the live slot's
+# socket (a name relative to its directory).
+live_socket() {
+    printf '%s/%s.sock\n' "$(route_socket_dir "$1" "$2" "$3")" "$3"
+}
+
+# point_live_socket BACKEND PREFIX ROUTE SLOT: points the route's symlink at the slot's socket
+# (a name relative to the directory both are in), with one rename(2).
+point_live_socket() {
+    set_link "$(basename "$(slot_socket "$@")")" "$(live_socket "$1" "$2" "$3")"
+}
+
+# systemd_unit UNIT SLOT: the systemd unit that runs one slot (deploy/systemd): a route's
+# casehug-route@ROUTE-SLOT.service (deploy/install writes each one's drop-in), the worker's
+# casehug-worker@SLOT.service.
+systemd_unit() {
+    if [[ $1 == worker ]]; then
+        printf 'casehug-worker@%s.service\n' "$2"
+    else
+        printf 'casehug-route@%s-%s.service\n' "$1" "$2"
+    fi
 }
 
 # slot_start_local PREFIX UNIT SLOT [--socket]: starts the unit's current release as SLOT with
@@ -92,7 +130,7 @@ slot_start_local() {
     local args=() name
     mapfile -t args <"${args_file}"
     if [[ ${with_socket} == --socket ]]; then
-        args+=(--socket "$(slot_socket "${prefix}" "${unit}" "${slot}")")
+        args+=(--socket "$(slot_socket local "${prefix}" "${unit}" "${slot}")")
     fi
     mkdir -p "${prefix}/logs" "${prefix}/pids"
     (
@@ -174,7 +212,7 @@ slot_boot() {
     slot_start_local "${prefix}" "${unit}" a "${with_socket}"
     set_link a "${prefix}/slots/${unit}"
     if [[ ${with_socket} == --socket ]]; then
-        set_link "${unit}-a.sock" "${prefix}/sockets/${unit}.sock"
+        point_live_socket local "${prefix}" "${unit}" a
     fi
     release_prune "${prefix}" "${unit}" "${DEPLOY_KEEP:-5}"
 }
