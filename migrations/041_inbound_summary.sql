@@ -3,9 +3,8 @@
 --
 -- Why: 039 read each of these from its own table and partial index in the status query. That
 -- query then touched 18 relations, beyond the 16 locks a PostgreSQL backend takes on its fast
--- path, and the status route fell from 67-71 % to 52-58 % of `hello-db` on a quiet machine
--- (docs/inbound.md, "Status"). These things change a few times a day; the status query runs on
--- every page view. So they are copied here when they change, and status reads one row by its
+-- path (docs/inbound.md, "Status"). These things change a few times a day; the status query
+-- runs on every page view. So they are copied here when they change, and status reads one row by its
 -- key. The source rows stay the truth: the triggers only copy (reconciliation, import) or
 -- recount under this row's lock (failed links), so the copy cannot drift from a race.
 CREATE TABLE smokeball_inbound_summary (
