@@ -20,17 +20,7 @@ struct StopDrainTests {
         init(path: String) throws {
             fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw HarnessError("socket failed (errno \(errno))") }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                raw.copyBytes(from: path.utf8)
-                raw[path.utf8.count] = 0
-            }
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
+            let connected = withUnixAddress(path) { connect(fd, $0, $1) }
             guard connected == 0 else {
                 close(fd)
                 throw HarnessError("connect failed (errno \(errno))")
