@@ -122,6 +122,20 @@ import Testing
             }
             let events = try #require(try Self.get(fixture).body["webhook_events"] as? [String: Any])
             #expect(events["pending"] as? Int == StatusHandler.countLimit)
+
+            // Failed events past the limit too: each count still reaches the limit on its own.
+            try fixture.seed.asFirm(fixture.firm) { connection in
+                try connection.execute(
+                    """
+                    INSERT INTO smokeball_webhook_events (firm_id, event_type, payload, dedupe_key, processed,
+                        processed_at, status)
+                    SELECT $1, 'matter.updated', '{}', 'f' || g, true, now(), 'failed'
+                    FROM generate_series(1, $2::int) g
+                    """, [fixture.firm, StatusHandler.countLimit + 5])
+            }
+            let both = try #require(try Self.get(fixture).body["webhook_events"] as? [String: Any])
+            #expect(both["pending"] as? Int == StatusHandler.countLimit)
+            #expect(both["failed"] as? Int == StatusHandler.countLimit)
         }
     }
 

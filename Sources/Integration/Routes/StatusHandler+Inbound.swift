@@ -13,7 +13,7 @@ extension StatusHandler {
     static let inboundColumns = """
         w.event_type AS webhook_last_type, w.created_at AS webhook_last_at,
         i.webhook_noop_sent_at, i.webhook_last_noop_at,
-        least(ev.pending, \(countLimit)) AS events_pending, least(ev.failed, \(countLimit)) AS events_failed,
+        ev.pending AS events_pending, ev.failed AS events_failed,
         sm.import_job_id AS import_id, sm.import_status, sm.import_progress_done AS import_done,
         sm.import_progress_total AS import_total, sm.import_progress_failed AS import_failed,
         sm.import_last_error AS import_error, sm.import_created_at, sm.import_started_at, sm.import_finished_at,
@@ -24,10 +24,13 @@ extension StatusHandler {
 
     static let inboundJoins = """
         LEFT JOIN LATERAL (
-            SELECT count(*) FILTER (WHERE NOT e.processed) AS pending, count(*) FILTER (WHERE e.processed) AS failed
-            FROM (SELECT x.processed FROM smokeball_webhook_events x
-                  WHERE x.firm_id = app_current_firm() AND (NOT x.processed OR x.status = 'failed')
-                  ORDER BY x.processed DESC LIMIT \(2 * countLimit)) e
+            SELECT (SELECT count(*) FROM (SELECT 1 FROM smokeball_webhook_events x
+                        WHERE x.firm_id = app_current_firm() AND NOT x.processed
+                        LIMIT \(countLimit)) p) AS pending,
+                   (SELECT count(*) FROM (SELECT 1 FROM smokeball_webhook_events x
+                        WHERE x.firm_id = app_current_firm() AND x.processed
+                            AND (NOT x.processed OR x.status = 'failed')
+                        LIMIT \(countLimit)) f) AS failed
         ) ev ON true
         LEFT JOIN LATERAL (
             SELECT e.event_type, e.created_at FROM smokeball_webhook_events e
