@@ -127,7 +127,6 @@ import Testing
         var failure: String?
     }
 
-    /// Runs wrk on a thread of its own; the result arrives in `result` when it ends.
     /// Starts wrk (its output to `output`) and a thread that waits for it and puts what it
     /// counted in `result`; returns its pid. Spawned with an empty signal mask and default
     /// dispositions (the test process's threads may block or ignore SIGINT), so SIGINT stops it
