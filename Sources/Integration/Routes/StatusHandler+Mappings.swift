@@ -90,13 +90,6 @@ public struct MatterTypeCatalogue: Sendable {
         }
     }
 
-    /// The types for `location`: `cached` while it is fresh for it, else fetched.
-    func types(cached: MatterTypeResolver.Catalogue?, location: String?, scope: any TenantScope) throws
-        -> MatterTypeResolver.Catalogue
-    {
-        if let cached, cached.isFresh(for: location, ttl: resolver.ttl) { return cached }
-        return try fetch(location: location, scope: scope)
-    }
 }
 
 /// A row of `case_types`: a case type and its built-in mapping.
@@ -188,9 +181,13 @@ extension StatusHandler {
                 body, mode: mode, knownCaseTypes: Set(mappings.keys))
             return (updated.location, try MatterTypeResolver.cached(connection))
         }
+        // A fresh cached list serves without Smokeball (and in a route without it).
+        if let cached, cached.isFresh(for: location, ttl: matterTypes?.resolver.ttl ?? MatterTypeResolver.defaultTTL) {
+            return cached
+        }
         do {
             guard let matterTypes else { throw MatterTypeCatalogue.Failure.notConfigured }
-            return try matterTypes.types(cached: cached, location: location, scope: UserScope(userID: userID))
+            return try matterTypes.fetch(location: location, scope: UserScope(userID: userID))
         } catch let failure as MatterTypeCatalogue.Failure {
             throw failure.httpError
         }
