@@ -152,6 +152,14 @@ struct DemoInstanceScope: SuiteTrait, TestScoping {
         #expect(seen["STORED"] == ["True"])
     }
 
+    @Test("The callback's refusal comes back to the page as a sentence, shown once")
+    func showsTheCallbacksError() throws {
+        let demo = try Self.instance()
+        let seen = try demo.browse("callback-error", environment: ["HANDED_TOKEN": try demo.value("DEMO_ADMIN_TOKEN")])
+        #expect(seen["NOTICE"] == ["Smokeball was not connected: access was denied on Smokeball's sign-in page."])
+        #expect(seen["URL"] == [demo.pageURL])
+    }
+
     @Test("Toggling an auto-sync setting by keyboard saves it, and a reload shows it saved")
     func togglesASettingAndReloads() throws {
         let demo = try Self.instance()

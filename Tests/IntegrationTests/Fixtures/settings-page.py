@@ -6,7 +6,7 @@
     for the sandbox's sign-in page, HANDED_TOKEN for the fragment hand-over; MATTER_ID for a
     sync; SCREENSHOT, optional: where to save a screenshot of the connected page)
 
-Scenarios: connect, fragment, toggle, mappings, sync, read-only. Each signs in on a fresh
+Scenarios: connect, fragment, callback-error, toggle, mappings, sync, read-only. Each signs in on a fresh
 profile (the demo sign-in of DEMO_MODE, or the fragment), does what a person would (clicks,
 keys), and prints what it saw as `KEY value` lines for the Swift test to check. On failure saves
 WORK_DIR/failure.png and WORK_DIR/failure.html, prints their paths and the failed step, exits 1.
@@ -101,6 +101,14 @@ def fragment():
     print("STORED " + str(driver.execute_script("return sessionStorage.getItem('casehug.token') !== null")))
 
 
+def callback_error():
+    # Where the callback sends the browser when the person chose "Deny" on Smokeball's page.
+    driver.get(page_url + "?smokeball=error&reason=access_denied#token=" + os.environ["HANDED_TOKEN"])
+    wait_until_loaded()
+    print("NOTICE " + text("notice"))
+    print("URL " + driver.current_url)
+
+
 def toggle():
     sign_in_as("Dana Admin")
     box = wait(lambda d: by_id("auto_sync_on_matter_created").is_enabled() and by_id("auto_sync_on_matter_created"),
@@ -180,7 +188,7 @@ def read_only():
     print("JOB " + sync_matter(os.environ["MATTER_ID"], submit_with_enter=True))
 
 
-scenarios = {"connect": connect, "fragment": fragment, "toggle": toggle, "mappings": mappings, "sync": sync,
+scenarios = {"connect": connect, "fragment": fragment, "callback-error": callback_error, "toggle": toggle, "mappings": mappings, "sync": sync,
              "read-only": read_only}
 try:
     scenarios[scenario]()

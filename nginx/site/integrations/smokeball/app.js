@@ -314,7 +314,7 @@ function renderMappings(mappings, admin) {
     return;
   }
   const types = mappings.matter_types || [];
-  $("matter-types").replaceChildren(...types.map((type) => element("option", null, { value: type.name, label: type.category })));
+  $("matter-types").replaceChildren(...types.map((type) => element("option", null, { value: type.name, label: type.category || "" })));
   setMessage("mappings-source", mappings.error
     ? `Smokeball's matter types could not be read: ${mappings.error.message}`
     : `${types.length} Smokeball matter types${mappings.location ? " for " + mappings.location : ""}, read ${when(mappings.fetched_at)}.`);
