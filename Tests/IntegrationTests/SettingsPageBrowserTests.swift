@@ -1,5 +1,6 @@
 import Foundation
 import HTTPClient
+import PostgreSQL
 import TestSupport
 import Testing
 
@@ -160,6 +161,41 @@ struct DemoInstanceScope: SuiteTrait, TestScoping {
         #expect(seen["URL"] == [demo.pageURL])
     }
 
+    @Test("A connection Smokeball no longer accepts, or whose sign-in runs out soon, shows a warning and Reconnect")
+    func warnsBeforeAndWhenReconnectingIsNeeded() throws {
+        let demo = try Self.instance()
+        try demo.ensureConnected()
+        let database = try Connection(url: try demo.value("SUPERUSER_DATABASE_URL"))
+        let firm = try demo.value("DEMO_FIRM_ID")
+        let saved = try database.execute(
+            "SELECT refresh_token_expires_at FROM firm_integrations WHERE firm_id = $1::uuid", [firm]
+        ).single().optionalDate("refresh_token_expires_at")
+        defer {
+            _ = try? database.execute(
+                """
+                UPDATE firm_integrations SET needs_reconnect_reason = NULL, refresh_token_expires_at = $2
+                WHERE firm_id = $1::uuid
+                """, [firm, saved])
+        }
+        try database.execute(
+            "UPDATE firm_integrations SET needs_reconnect_reason = 'invalid_grant' WHERE firm_id = $1::uuid", [firm])
+        let refused = try demo.browse("warning")
+        let reason = "Smokeball no longer accepts the sign-in (revoked or expired)"
+        #expect(refused["WARNING"] == ["Reconnect Smokeball: \(reason). Syncs wait until then."])
+        #expect(refused["CONNECT_BUTTON"] == ["Reconnect to Smokeball"])
+
+        try database.execute(
+            """
+            UPDATE firm_integrations SET needs_reconnect_reason = NULL,
+                refresh_token_expires_at = now() + interval '3 days' WHERE firm_id = $1::uuid
+            """, [firm])
+        let soon = try demo.browse("warning")
+        let warning = soon["WARNING"]?.first ?? ""
+        #expect(warning.hasPrefix("Smokeball's sign-in runs out on "), "\(warning)")
+        #expect(warning.hasSuffix(": reconnect before then to keep syncing."), "\(warning)")
+        #expect(soon["CONNECT_BUTTON"] == ["hidden"])
+    }
+
     @Test("Toggling an auto-sync setting by keyboard saves it, and a reload shows it saved")
     func togglesASettingAndReloads() throws {
         let demo = try Self.instance()
@@ -212,6 +248,42 @@ struct DemoInstanceScope: SuiteTrait, TestScoping {
             #expect(seen["SCREENSHOT"] == [screenshot])
             print("settings page screenshot: \(screenshot)")
         }
+    }
+
+    @Test("A sync that failed shows in the history with a Retry button, which runs it again once the cause is fixed")
+    func retriesAFailedSync() throws {
+        let demo = try Self.instance()
+        try demo.ensureConnected()
+        let admin = try demo.value("DEMO_ADMIN_TOKEN")
+        let asylum = "00000000-0000-4000-8000-0000000000d2"
+        // A location whose matter types the sandbox does not have: the sync fails for good.
+        #expect(try demo.call("PATCH", "status", token: admin, body: #"{"location":"ZZ"}"#).status == 200)
+        let failed = try demo.browse("sync-fails", environment: ["MATTER_ID": asylum])
+        #expect(failed["JOB"]?.first?.hasPrefix("Failed: matter_type_not_found") == true, "\(failed)")
+        #expect(failed["FAILURE"] == ["failed configure a custom mapping for Asylum"])
+        #expect(failed["RETRY_BUTTONS"] == ["1"])
+        // Fixed: the firm's own location again.
+        #expect(try demo.call("PATCH", "status", token: admin, body: #"{"location":null}"#).status == 200)
+        let retried = try demo.browse("retry", environment: ["MATTER_ID": asylum])
+        #expect(retried["SHOWN_STATUSES"] == ["failed"])
+        #expect(retried["JOB"] == ["Finished."])
+        #expect(retried["HISTORY"]?.contains("matter created | success | \(asylum)") == true, "\(retried)")
+    }
+
+    @Test("Re-register webhooks under Advanced runs the subscription ensure and shows the delivery check")
+    func reRegistersWebhooks() throws {
+        let demo = try Self.instance()
+        try demo.ensureConnected()
+        let before = (try demo.status()["webhook_subscription"] as? [String: Any])?["ensured_at"] as? String
+        let seen = try demo.browse("webhooks")
+        #expect(seen["JOB"] == ["Finished."])
+        // The ensure sends a noop; it may not have arrived when the page reads the status again.
+        let delivery = seen["DELIVERY"]?.first ?? ""
+        #expect(
+            delivery.hasPrefix("working: the last check event (noop) arrived")
+                || delivery.hasPrefix("waiting: a check event (noop) was sent"), "\(delivery)")
+        let after = (try demo.status()["webhook_subscription"] as? [String: Any])?["ensured_at"] as? String
+        #expect(after != nil && after != before, "\(String(describing: before)) -> \(String(describing: after))")
     }
 
     @Test("A standard user sees the settings read-only, fits 375 px, and can still sync a matter by keyboard")

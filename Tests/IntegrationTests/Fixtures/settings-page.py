@@ -6,7 +6,8 @@
     for the sandbox's sign-in page, HANDED_TOKEN for the fragment hand-over; MATTER_ID for a
     sync; SCREENSHOT, optional: where to save a screenshot of the connected page)
 
-Scenarios: connect, fragment, callback-error, toggle, mappings, sync, read-only. Each signs in on a fresh
+Scenarios: connect, fragment, callback-error, warning, toggle, mappings, sync, sync-fails, retry,
+webhooks, read-only. Each signs in on a fresh
 profile (the demo sign-in of DEMO_MODE, or the fragment), does what a person would (clicks,
 keys), and prints what it saw as `KEY value` lines for the Swift test to check. On failure saves
 WORK_DIR/failure.png and WORK_DIR/failure.html, prints their paths and the failed step, exits 1.
@@ -109,6 +110,13 @@ def callback_error():
     print("URL " + driver.current_url)
 
 
+def warning():
+    sign_in_as("Dana Admin")
+    wait(lambda d: by_id("connection-warning").is_displayed(), "the connection's warning")
+    print("WARNING " + text("connection-warning"))
+    print("CONNECT_BUTTON " + (text("connect") if by_id("connect").is_displayed() else "hidden"))
+
+
 def toggle():
     sign_in_as("Dana Admin")
     box = wait(lambda d: by_id("auto_sync_on_matter_created").is_enabled() and by_id("auto_sync_on_matter_created"),
@@ -168,6 +176,45 @@ def sync():
         print("SCREENSHOT " + os.environ["SCREENSHOT"])
 
 
+def history_rows(matter_id, status=None):
+    return [row for row in driver.find_elements(By.CSS_SELECTOR, "#history-rows tr")
+            if matter_id in row.text and (status is None or row.get_attribute("data-status") == status)]
+
+
+def sync_fails():
+    sign_in_as("Dana Admin")
+    print("JOB " + sync_matter(os.environ["MATTER_ID"]))
+    wait(lambda d: history_rows(os.environ["MATTER_ID"], "failed"), "the failure in the sync history")
+    row = history_rows(os.environ["MATTER_ID"], "failed")[0]
+    print("FAILURE " + row.find_elements(By.TAG_NAME, "td")[2].text.replace("\n", " "))
+    print("RETRY_BUTTONS " + str(len(row.find_elements(By.TAG_NAME, "button"))))
+
+
+def retry():
+    sign_in_as("Dana Admin")
+    by_id("failures-only").click()
+    wait(lambda d: history_rows(os.environ["MATTER_ID"], "failed"), "the failure in the sync history")
+    shown = [row for row in driver.find_elements(By.CSS_SELECTOR, "#history-rows tr") if row.is_displayed()]
+    print("SHOWN_STATUSES " + ",".join(sorted({row.get_attribute("data-status") for row in shown})))
+    history_rows(os.environ["MATTER_ID"], "failed")[0].find_element(By.TAG_NAME, "button").click()
+    wait(lambda d: text("sync-job-text").startswith(("Finished", "Failed")), "the retried job to finish", 90)
+    print("JOB " + text("sync-job-text"))
+    by_id("failures-only").click()
+    wait(lambda d: history_rows(os.environ["MATTER_ID"], "success"), "a success in the sync history")
+    for row in history_rows(os.environ["MATTER_ID"], "success"):
+        cells = row.find_elements(By.TAG_NAME, "td")
+        print("HISTORY " + " | ".join(cell.text.replace("\n", " ") for cell in cells[1:4]))
+
+
+def webhooks():
+    sign_in_as("Dana Admin")
+    by_id("advanced").find_element(By.TAG_NAME, "summary").click()
+    by_id("ensure-webhooks").click()
+    wait(lambda d: text("webhooks-job-text").startswith(("Finished", "Failed")), "the re-registration to finish", 60)
+    print("JOB " + text("webhooks-job-text"))
+    print("DELIVERY " + driver.find_element(By.XPATH, "//dt[.='Delivery']/following-sibling::dd[1]").text)
+
+
 def read_only():
     sign_in_as("Sam Paralegal")
     wait(lambda d: len(mapping_inputs()) == 30, "the 30 case types in the mapping editor")
@@ -188,7 +235,8 @@ def read_only():
     print("JOB " + sync_matter(os.environ["MATTER_ID"], submit_with_enter=True))
 
 
-scenarios = {"connect": connect, "fragment": fragment, "callback-error": callback_error, "toggle": toggle, "mappings": mappings, "sync": sync,
+scenarios = {"connect": connect, "fragment": fragment, "callback-error": callback_error, "warning": warning, "toggle": toggle, "mappings": mappings, "sync": sync,
+             "sync-fails": sync_fails, "retry": retry, "webhooks": webhooks,
              "read-only": read_only}
 try:
     scenarios[scenario]()
