@@ -173,7 +173,8 @@ extension StatusHandler {
     /// For an update that sets a `case_type_mappings` value: the firm's types to check the values
     /// against (for the location the update leaves). Nil when it sets none (other settings, or
     /// removals only): such an update needs no Smokeball. A firm admin's only; the update's
-    /// shape is checked (400) before Smokeball is asked.
+    /// values are checked (400) before Smokeball is asked, its case type keys in the update's own
+    /// transaction (this one reads no `case_types`, so the update's locking stays as it was).
     func typesForUpdate(_ body: [String: Any], mode: IntegrationSettings.UpdateMode, userID: UUID) throws
         -> MatterTypeResolver.Catalogue?
     {
@@ -184,7 +185,7 @@ extension StatusHandler {
             let caller = try Tenancy.enter(connection, userID: userID)
             guard caller.isFirmAdmin else { throw Self.notFirmAdmin }
             let updated = try IntegrationSettings.current(connection).applying(
-                body, mode: mode, knownCaseTypes: Set(try CaseTypeRow.all(connection).map(\.key)))
+                body, mode: mode, knownCaseTypes: Set(mappings.keys))
             return (updated.location, try MatterTypeResolver.cached(connection))
         }
         do {
