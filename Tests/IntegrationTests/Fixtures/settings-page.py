@@ -192,16 +192,22 @@ def sync_fails():
     print("RETRY_BUTTONS " + str(len(row.find_elements(By.TAG_NAME, "button"))))
 
 
+def failures_only(on):
+    if by_id("failures-only").is_selected() != on:
+        by_id("failures-only").click()
+    wait(lambda d: by_id("failures-only").is_selected() == on, "the Failures only box to be %s" % on)
+
+
 def retry():
     sign_in_as("Dana Admin")
-    by_id("failures-only").click()
+    failures_only(True)
     wait(lambda d: history_rows(os.environ["MATTER_ID"], "failed"), "the failure in the sync history")
     shown = [row for row in driver.find_elements(By.CSS_SELECTOR, "#history-rows tr") if row.is_displayed()]
     print("SHOWN_STATUSES " + ",".join(sorted({row.get_attribute("data-status") for row in shown})))
     history_rows(os.environ["MATTER_ID"], "failed")[0].find_element(By.TAG_NAME, "button").click()
     wait(lambda d: text("sync-job-text").startswith(("Finished", "Failed")), "the retried job to finish", 90)
     print("JOB " + text("sync-job-text"))
-    by_id("failures-only").click()
+    failures_only(False)
     wait(lambda d: history_rows(os.environ["MATTER_ID"], "success"), "a success in the sync history")
     for row in history_rows(os.environ["MATTER_ID"], "success"):
         cells = row.find_elements(By.TAG_NAME, "td")
