@@ -161,4 +161,44 @@ import Testing
             }
         }
     }
+
+    /// The settings page is static: this origin's files only (no inline script: every script is a
+    /// file of its own, and no element carries an event attribute), revalidated on every use.
+    /// Without scripts/run's DEMO_MODE there are no demo users.
+    @Test func theSettingsPageIsStaticUnderAStrictPolicyAndHasNoDemoUsersOutsideDemoMode() throws {
+        let nginx = try BareNginx()
+        let page = try nginx.send("GET", "/integrations/smokeball/")
+        #expect(page.status == 200)
+        #expect(page.header("Content-Type") == "text/html; charset=utf-8")
+        #expect(
+            page.header("Content-Security-Policy")
+                == "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+                + "form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
+        #expect(page.header("Referrer-Policy") == "no-referrer")
+        let html = String(decoding: page.body, as: UTF8.self)
+        #expect(html.components(separatedBy: "<script").count == 2)
+        #expect(html.contains(#"<script src="app.js" defer></script>"#))
+        #expect(html.range(of: #"\son[a-z]+\s*="#, options: .regularExpression) == nil)
+        #expect(!html.contains("style="))
+        for (file, type) in [("app.js", "text/javascript"), ("app.css", "text/css")] {
+            let answer = try nginx.send("GET", "/integrations/smokeball/" + file)
+            #expect(answer.status == 200)
+            #expect(answer.header("Content-Type") == type + "; charset=utf-8")
+            #expect(answer.header("X-Content-Type-Options") == "nosniff")
+            // No version in the names: the browser revalidates each time, and a 304 costs no body.
+            #expect(answer.header("Cache-Control") == "no-cache")
+            let etag = try #require(answer.header("ETag"))
+            let again = try nginx.send("GET", "/integrations/smokeball/" + file, headers: [("If-None-Match", etag)])
+            #expect(again.status == 304)
+        }
+        // The return URL without its slash still lands on the page, query and all.
+        let bare = try nginx.send("GET", "/integrations/smokeball?smokeball=connected")
+        #expect(bare.status == 301)
+        #expect(bare.header("Location")?.hasSuffix("/integrations/smokeball/?smokeball=connected") == true)
+        let requestID = "no-demo-\(ServiceDatabase.randomSuffix())"
+        let demo = try nginx.send(
+            "GET", "/integrations/smokeball/demo-users.json", headers: [("X-Request-Id", requestID)])
+        Self.expectJSONError(demo, status: 404, code: "not_found", requestID: requestID)
+        #expect(!nginx.config.contains("demo-users"))
+    }
 }

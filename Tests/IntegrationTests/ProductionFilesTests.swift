@@ -130,6 +130,10 @@ struct ProductionFilesTests {
             #expect((attributes[.posixPermissions] as? Int) == 0o640, "\(file)")
             #expect((attributes[.ownerAccountID] as? NSNumber)?.intValue == 0)
         }
+        // The settings page's files, where the nginx site's root points, readable by nginx's workers.
+        let page = target.appendingPathComponent("opt/casehug/site/integrations/smokeball/app.js").path
+        #expect((try manager.attributesOfItem(atPath: page)[.posixPermissions] as? Int) == 0o644)
+        #expect(try Self.text("deploy/nginx/casehug.conf").contains("root /opt/casehug/site;"))
 
         let units = target.appendingPathComponent("etc/systemd/system")
         let instances = routes.flatMap { route in ["a", "b"].map { "casehug-route@\(route)-\($0).service" } }

@@ -151,7 +151,9 @@ import Testing
         let base = try #require(demo["BASE_URL"])
         #expect(callback.hasPrefix(base + "/api/v1/integrations/smokeball/callback?"))
         let landing = try http.send(HTTPRequest(url: callback))
-        #expect(landing.header("Location") == base + "/settings/integrations?smokeball=connected")
+        // Back on the settings page (scripts/run points SMOKEBALL_RETURN_URL at it).
+        #expect(demo["PAGE_URL"] == base + "/integrations/smokeball/")
+        #expect(landing.header("Location") == base + "/integrations/smokeball/?smokeball=connected")
 
         let adminToken = try #require(demo["DEMO_ADMIN_TOKEN"])
         let bearer = [("Authorization", "Bearer " + adminToken)]
