@@ -158,13 +158,12 @@ import Testing
                 #expect(events("webhook_received", lines) + events("webhook_duplicate", lines) > 1)
             }
 
-            // Jobs: each ran once, and both supervisors ran some.
+            // Events (each its own work item): each ran once, and both supervisors ran some.
             let jobs = try host.execute(
-                "SELECT id, status, attempts FROM jobs WHERE firm_id = $1 AND kind = $2",
-                [firm, InboundJobs.processWebhookEvent]
+                "SELECT id, processed, attempts FROM smokeball_webhook_events WHERE firm_id = $1", [firm]
             ).rows
             #expect(jobs.count == rows)
-            #expect(try jobs.allSatisfy { try $0.string("status") == "succeeded" && $0.int("attempts") == 1 })
+            #expect(try jobs.allSatisfy { try $0.bool("processed") && $0.int("attempts") == 1 })
             let starts = workers.map { worker in
                 worker.logText.split(separator: "\n").filter { $0.contains("\"job_started\"") }
             }

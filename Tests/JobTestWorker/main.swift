@@ -103,6 +103,53 @@ struct DocumentsHandler: JobHandler {
     }
 }
 
+/// `process_webhook_event` for the event queue's process tests (migration 044), registered only
+/// with `JOB_TEST_WEBHOOK_EVENTS=1`: the worker then claims stored webhook events as it does in
+/// production, and this handler, in place of `WebhookEventJob`'s Smokeball reads, writes a
+/// `started` event, then per the event's payload blocks, sleeps or fails, and records the
+/// outcome on the event with one `effect` event in the same transaction (as `WebhookEventJob`
+/// records its outcome with its change).
+struct RecordingEventHandler: JobHandler {
+    let kind = "process_webhook_event"
+
+    func run(_ job: Job, _ context: JobContext) throws -> (any Encodable & Sendable)? {
+        let eventID = try job.payload([String: UUID].self)["event_id"] ?? job.id
+        let payloadJSON = try context.database.transaction { connection in
+            _ = try context.scope.enter(connection)
+            try connection.execute(
+                "INSERT INTO job_test_events (job_id, attempt, event, pid) VALUES ($1, $2, 'started', $3)",
+                [eventID, job.attempts, Int(getpid())])
+            return try connection.execute(
+                "SELECT payload::text AS p FROM smokeball_webhook_events WHERE id = $1", [eventID]
+            ).single().string("p")
+        }
+        let payload = try JSONDecoder().decode(RecordingHandler.Payload.self, from: Data(payloadJSON.utf8))
+        if job.attempts <= payload.blockAttempts ?? 0 {
+            while true { sleep(60) }
+        }
+        if let milliseconds = payload.sleepMilliseconds { usleep(UInt32(milliseconds) * 1000) }
+        if job.attempts <= payload.failAttempts ?? 0 {
+            throw JobError(
+                JobError.Code(rawValue: "test_failure"), "attempt \(job.attempts) failed on purpose",
+                retryable: payload.failRetryable ?? true)
+        }
+        try context.database.transaction { connection in
+            _ = try context.scope.enter(connection)
+            try connection.execute(
+                "INSERT INTO job_test_events (job_id, attempt, event, pid) VALUES ($1, $2, 'effect', $3)",
+                [eventID, job.attempts, Int(getpid())])
+            try connection.execute(
+                """
+                UPDATE smokeball_webhook_events SET processed = true, processed_at = now(), status = 'applied'
+                WHERE firm_id = app_current_firm() AND id = $1
+                """, [eventID])
+        }
+        return nil
+    }
+}
+
 Worker.serve {
-    [RecordingHandler()] + [try DocumentsHandler.fromEnvironment(ProcessInfo.processInfo.environment)].compactMap { $0 }
+    let environment = ProcessInfo.processInfo.environment
+    return [RecordingHandler()] + (environment["JOB_TEST_WEBHOOK_EVENTS"] == "1" ? [RecordingEventHandler()] : [])
+        + [try DocumentsHandler.fromEnvironment(environment)].compactMap { $0 }
 }

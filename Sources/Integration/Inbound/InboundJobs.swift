@@ -2,14 +2,12 @@ import Foundation
 
 /// The job kinds inbound work runs as, and their keys.
 public enum InboundJobs {
-    /// Applies one recorded webhook delivery (`smokeball_webhook_events`).
+    /// Applies one recorded webhook delivery (`smokeball_webhook_events`). Not a row of `jobs`:
+    /// the worker claims stored events directly (migration 044) and runs them under this kind.
     public static let processWebhookEvent = "process_webhook_event"
-
-    /// One processing job per event: a re-enqueue of the same event is the same job.
-    public static func eventKey(_ id: UUID) -> String { "event:" + id.uuidString.lowercased() }
 }
 
-/// The payload of a `process_webhook_event` job.
+/// The payload of a `process_webhook_event` work item (`app_claim_webhook_event` builds it).
 public struct WebhookEventPayload: Codable, Sendable {
     public let eventID: UUID
 

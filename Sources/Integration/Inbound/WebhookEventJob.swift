@@ -4,6 +4,8 @@ import PostgreSQL
 import Smokeball
 
 /// `process_webhook_event`: applies one stored delivery (`smokeball_webhook_events`) to CaseHug.
+/// The event is its own work item: the worker claims it from the event queue (migration 044)
+/// and runs it here as a job, under a `JobScope` of the event's lease.
 ///
 /// The body of a delivery is not signed (FACTS.md), so it is only a hint of which resource
 /// changed: a matter or contact event re-reads the resource and applies what the read says,
@@ -166,7 +168,7 @@ public struct WebhookEventJob: JobHandler {
             _ = try context.scope.enter(connection)
             try connection.execute("SELECT set_config('app.sync_origin', 'smokeball', true)")
             let result = try apply(connection)
-            try Self.finish(connection, event, result.status, nil)
+            try Self.finish(connection, event, result.status, nil, reason: result.reason)
             return result
         }
     }
@@ -203,12 +205,17 @@ public struct WebhookEventJob: JobHandler {
         }
     }
 
-    static func finish(_ connection: Connection, _ event: Event, _ status: Outcome, _ error: String?) throws {
+    /// Records the outcome, and why when nothing was done (`status_reason`, migration 044: the
+    /// event is its own work item, so no job result keeps it).
+    static func finish(
+        _ connection: Connection, _ event: Event, _ status: Outcome, _ error: String?, reason: String? = nil
+    ) throws {
         try connection.execute(
             """
-            UPDATE smokeball_webhook_events SET processed = true, processed_at = now(), status = $2, error_message = $3
+            UPDATE smokeball_webhook_events SET processed = true, processed_at = now(), status = $2, error_message = $3,
+                status_reason = $4
             WHERE firm_id = app_current_firm() AND id = $1::uuid
-            """, [event.id, status.rawValue, error.map { String($0.prefix(1000)) }])
+            """, [event.id, status.rawValue, error.map { String($0.prefix(1000)) }, reason])
     }
 
     /// A RequestId we sent: a create (its intent) or an update (`smokeball_sent_requests`).

@@ -23,7 +23,15 @@ public struct Job: Sendable, Equatable {
         case superseded
     }
 
+    /// Where a claimed piece of work lives: a row of `jobs`, or a stored webhook event, which is
+    /// its own work item (migration 044: the worker claims unprocessed events directly).
+    public enum Queue: Sendable, Equatable {
+        case jobs, webhookEvents
+    }
+
+    /// The row this work is: a job's id, or the event's.
     public let id: UUID
+    public let queue: Queue
     public let firmID: UUID
     public let kind: String
     /// The coalescing key; nil never coalesces.
@@ -47,8 +55,9 @@ public struct Job: Sendable, Equatable {
         }
     }
 
-    init(row: Row) throws {
+    init(row: Row, queue: Queue = .jobs) throws {
         id = try row.uuid("id")
+        self.queue = queue
         firmID = try row.uuid("firm_id")
         kind = try row.string("kind")
         key = try row.optionalString("key")

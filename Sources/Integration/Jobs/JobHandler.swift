@@ -59,16 +59,20 @@ public struct JobError: Error, Sendable, Equatable, CustomStringConvertible {
 public struct JobScope: TenantScope {
     public let jobID: UUID
     public let leaseID: UUID
+    /// A job's lease, or a webhook event's (`app_enter_webhook_event`, migration 044).
+    public let queue: Job.Queue
 
-    public init(jobID: UUID, leaseID: UUID) {
+    public init(jobID: UUID, leaseID: UUID, queue: Job.Queue = .jobs) {
         self.jobID = jobID
         self.leaseID = leaseID
+        self.queue = queue
     }
 
     /// Binds the transaction to the job's firm; throws `lease_lost` once the lease is not live.
     public func enter(_ connection: Connection) throws -> UUID {
+        let function = queue == .jobs ? "app_enter_job" : "app_enter_webhook_event"
         let row = try connection.execute(
-            "SELECT app_enter_job($1::uuid, $2::uuid) AS firm_id", [jobID, leaseID]
+            "SELECT \(function)($1::uuid, $2::uuid) AS firm_id", [jobID, leaseID]
         ).single()
         guard let firm = try row.optionalUUID("firm_id") else {
             throw JobError(.leaseLost, "the worker's lease on the job is no longer live", retryable: true)
@@ -105,6 +109,11 @@ public final class JobContext: @unchecked Sendable {
     /// the next heartbeat. Throws `lease_lost` (rolling the caller's work back) once the lease is
     /// not this worker's.
     public func report(_ progress: JobProgress, in connection: Connection) throws {
+        guard scope.queue == .jobs else {
+            // An event has no progress to show; its lease was checked when the transaction entered it.
+            report(progress)
+            return
+        }
         let held = try connection.execute(
             "SELECT app_report_job_progress($1::uuid, $2::uuid, $3::int, $4::int, $5::int) AS held",
             [scope.jobID, scope.leaseID, progress.done, progress.total, progress.failed]

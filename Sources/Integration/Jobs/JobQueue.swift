@@ -80,8 +80,34 @@ public struct JobQueue: Sendable {
                 FROM app_claim_job($1::float8, string_to_array($2, ','))
                 """,
                 [leaseSeconds, try Self.kindList(kinds)]
-            ).first.map(Job.init(row:))
+            ).first.map { try Job(row: $0) }
         }
+    }
+
+    /// Claims the stored webhook event due first (migration 044: an event is its own work item,
+    /// run by the `process_webhook_event` handler as a job), or one whose lease lapsed; nil when
+    /// none is due.
+    public func claimWebhookEvent(leaseSeconds: Double) throws -> Job? {
+        try database.transaction { connection in
+            try connection.execute(
+                """
+                SELECT id, firm_id, kind, key, priority, payload, attempts, max_attempts, lease_id, lease_until,
+                       created_by, created_at
+                FROM app_claim_webhook_event($1::float8)
+                """,
+                [leaseSeconds]
+            ).first.map { try Job(row: $0, queue: .webhookEvents) }
+        }
+    }
+
+    /// When the next unprocessed webhook event falls due, as a delay from now; nil when none is waiting.
+    public func nextWebhookEventDue() throws -> TimeInterval? {
+        let row = try database.transaction { connection in
+            try connection.execute(
+                "SELECT extract(epoch FROM app_next_webhook_event_due() - clock_timestamp())::float8 AS s"
+            ).single()
+        }
+        return try row.isNull("s") ? nil : try row.double("s")
     }
 
     /// When the next job of `kinds` falls due (a pending job's `run_after`, a running one's lease
@@ -106,7 +132,14 @@ public struct JobQueue: Sendable {
     static func heartbeat(_ connection: Connection, _ job: Job, leaseSeconds: Double, progress: JobProgress?) throws
         -> Bool
     {
-        try connection.execute(
+        if job.queue == .webhookEvents {
+            // An event reports no progress: only its lease is extended.
+            return try connection.execute(
+                "SELECT app_heartbeat_webhook_event($1::uuid, $2::uuid, $3::float8) AS held",
+                [job.id, job.leaseID, leaseSeconds]
+            ).single().bool("held")
+        }
+        return try connection.execute(
             "SELECT app_heartbeat_job($1::uuid, $2::uuid, $3::float8, $4::int, $5::int, $6::int) AS held",
             [job.id, job.leaseID, leaseSeconds, progress?.done, progress?.total, progress?.failed]
         ).single().bool("held")
@@ -117,6 +150,12 @@ public struct JobQueue: Sendable {
     /// when the lease is no longer this worker's.
     public func finish(_ job: Job, resultJSON: String?, progress: JobProgress? = nil) throws -> Bool {
         try database.transaction { connection in
+            if job.queue == .webhookEvents {
+                // The handler committed the event's outcome with its change: the lease ends here.
+                return try connection.execute(
+                    "SELECT app_finish_webhook_event($1::uuid, $2::uuid) AS held", [job.id, job.leaseID]
+                ).single().bool("held")
+            }
             if let progress {
                 guard try Self.heartbeat(connection, job, leaseSeconds: 1, progress: progress) else { return false }
             }
@@ -134,11 +173,17 @@ public struct JobQueue: Sendable {
         -> Job.Status?
     {
         try database.transaction { connection in
-            if let progress {
-                guard try Self.heartbeat(connection, job, leaseSeconds: 1, progress: progress) else { return nil }
+            let function: String
+            if job.queue == .webhookEvents {
+                function = "app_fail_webhook_event"
+            } else {
+                function = "app_fail_job"
+                if let progress {
+                    guard try Self.heartbeat(connection, job, leaseSeconds: 1, progress: progress) else { return nil }
+                }
             }
             return try connection.execute(
-                "SELECT app_fail_job($1::uuid, $2::uuid, $3, $4, $5::float8, $6::float8) AS status",
+                "SELECT \(function)($1::uuid, $2::uuid, $3, $4, $5::float8, $6::float8) AS status",
                 [job.id, job.leaseID, error.description, error.retryable, backoff.baseSeconds, backoff.capSeconds]
             ).single().optionalString("status").flatMap(Job.Status.init(rawValue:))
         }
@@ -149,7 +194,8 @@ public struct JobQueue: Sendable {
     public func release(_ job: Job) throws -> Job.Status? {
         try database.transaction { connection in
             try connection.execute(
-                "SELECT app_release_job($1::uuid, $2::uuid) AS status", [job.id, job.leaseID]
+                "SELECT \(job.queue == .jobs ? "app_release_job" : "app_release_webhook_event")($1::uuid, $2::uuid) AS status",
+                [job.id, job.leaseID]
             ).single().optionalString("status").flatMap(Job.Status.init(rawValue:))
         }
     }

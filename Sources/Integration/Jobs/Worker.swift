@@ -10,7 +10,8 @@ import PostgreSQL
 /// finish or release their jobs.
 ///
 /// Flags: `--workers N` (default 2), `--lease-seconds S` (default 60), `--grace-seconds S`
-/// (default 20), `--backoff-seconds S` (first retry delay, default 5).
+/// (default 20), `--backoff-seconds S` (first retry delay, default 5), `--poll-seconds S` (an idle
+/// worker looks for work this often even without a notification, default 60).
 public enum Worker {
     public static func serve(
         arguments: [String] = CommandLine.arguments, _ makeHandlers: () throws -> [any JobHandler]
@@ -60,11 +61,13 @@ public enum Worker {
 
     static func parse(_ arguments: [String]) throws -> (workers: Int, options: WorkerOptions) {
         let flags = try CommandLineOptions(
-            arguments, allowed: ["workers", "lease-seconds", "grace-seconds", "backoff-seconds"])
+            arguments, allowed: ["workers", "lease-seconds", "grace-seconds", "backoff-seconds", "poll-seconds"])
         var options = WorkerOptions()
         options.leaseSeconds = Double(try flags.integer("lease-seconds", in: 1...3600) ?? 60)
         options.graceSeconds = Double(try flags.integer("grace-seconds", in: 0...3600) ?? 20)
         options.backoff.baseSeconds = Double(try flags.integer("backoff-seconds", in: 0...86_400) ?? 5)
+        options.maximumIdleSeconds = Double(
+            try flags.integer("poll-seconds", in: 1...3600) ?? Int(options.maximumIdleSeconds))
         return (try flags.integer("workers", in: 1...256) ?? 2, options)
     }
 }

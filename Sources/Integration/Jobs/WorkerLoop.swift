@@ -14,9 +14,9 @@ public struct WorkerOptions: Sendable, Equatable {
     /// After SIGTERM, how long the current job may still run to its end before it is released.
     public var graceSeconds: Double = 20
     public var backoff: JobBackoff = .standard
-    /// An idle worker with nothing due wakes this often anyway (a lost notification costs at
-    /// most this much delay).
-    public var maximumIdleSeconds: Double = 300
+    /// An idle worker with nothing due wakes this often anyway and looks for work: the poll that
+    /// finds what a lost notification announced (`--poll-seconds`).
+    public var maximumIdleSeconds: Double = 60
 
     public init() {}
 
@@ -43,6 +43,11 @@ public final class WorkerLoop {
     /// The kinds this worker also schedules, and when to ask them next.
     let schedulers: [any ScheduledJobHandler]
     private var nextSchedule = Date.distantPast
+    /// Whether this worker also claims stored webhook events (it runs their handler), which are
+    /// their own work items (migration 044).
+    let claimsWebhookEvents: Bool
+    /// Jobs and events are claimed in turn when both are due, so neither starves the other.
+    private var webhookEventsFirst = false
 
     public init(
         queue: JobQueue, work: Database, handlers: [any JobHandler], options: WorkerOptions, log: Logger
@@ -54,6 +59,7 @@ public final class WorkerLoop {
         let byKind = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { first, _ in first })
         self.handlers = byKind
         self.schedulers = byKind.keys.sorted().compactMap { byKind[$0] as? any ScheduledJobHandler }
+        self.claimsWebhookEvents = byKind[InboundJobs.processWebhookEvent] != nil
         self.options = options
         self.log = log
     }
@@ -76,7 +82,7 @@ public final class WorkerLoop {
                 }
                 guard let listening = listener else { continue }
                 schedule()
-                if let job = try queue.claim(kinds: kinds, leaseSeconds: options.leaseSeconds) {
+                if let job = try claim() {
                     failures = 0
                     if execute(job) == .stopped { return }
                     continue
@@ -93,6 +99,18 @@ public final class WorkerLoop {
                 _ = try? StopSignals.wait(readable: -1, timeout: pause)
             }
         }
+    }
+
+    /// The next job or webhook event, whichever queue's turn it is first.
+    private func claim() throws -> Job? {
+        guard claimsWebhookEvents else { return try queue.claim(kinds: kinds, leaseSeconds: options.leaseSeconds) }
+        webhookEventsFirst.toggle()
+        if webhookEventsFirst {
+            return try queue.claimWebhookEvent(leaseSeconds: options.leaseSeconds)
+                ?? queue.claim(kinds: kinds, leaseSeconds: options.leaseSeconds)
+        }
+        return try queue.claim(kinds: kinds, leaseSeconds: options.leaseSeconds)
+            ?? queue.claimWebhookEvent(leaseSeconds: options.leaseSeconds)
     }
 
     /// Asks the scheduled kinds to enqueue what is due, once their time has come. A failure is
@@ -112,8 +130,9 @@ public final class WorkerLoop {
     /// request.
     private func sleepUntilDue(_ listener: Connection) throws {
         let queued = try queue.nextDue(kinds: kinds)
+        let event = claimsWebhookEvents ? try queue.nextWebhookEventDue() : nil
         let scheduled = schedulers.isEmpty ? nil : nextSchedule.timeIntervalSinceNow
-        let due = [queued, scheduled].compactMap { $0 }.min()
+        let due = [queued, event, scheduled].compactMap { $0 }.min()
         // A job can be due yet not claimable right now (another worker is claiming it and holds
         // its row): wait a little rather than not at all, so a worker never spins, and a stop
         // signal (delivered only inside the wait) always gets through.
@@ -146,7 +165,8 @@ public final class WorkerLoop {
             return .stopped
         }
         log.info("job_started", fields)
-        let context = JobContext(scope: JobScope(jobID: job.id, leaseID: job.leaseID), database: work, log: log)
+        let context = JobContext(
+            scope: JobScope(jobID: job.id, leaseID: job.leaseID, queue: job.queue), database: work, log: log)
         let outcome = Outcome()
         let thread = Thread {
             let result: JobOutcome

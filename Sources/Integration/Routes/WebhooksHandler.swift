@@ -9,8 +9,8 @@ import Smokeball
 ///
 /// No user calls this: the caller is proven by the `Signature` header, HMAC-SHA256 under the
 /// connection's webhook key of `Timestamp|RequestId|ClientId` (FACTS.md). The body is not signed,
-/// so it is stored only as a hint: processing (a `process_webhook_event` job, enqueued in the
-/// same transaction as the event) re-reads the resource from Smokeball. This route never calls
+/// so it is stored only as a hint: processing (the worker claims the stored event, which is its
+/// own work item) re-reads the resource from Smokeball. This route never calls
 /// Smokeball, so it answers within Smokeball's 10 seconds whatever Smokeball's own state.
 ///
 /// A delivery is identified by its signed values, `RequestId` and `Timestamp`: the same headers
@@ -146,8 +146,8 @@ public struct WebhooksHandler: DatabaseHandler {
             }
             if fresh { keyCache.remember(envelope.accountID, connection) }
             let firm = connection.firmID.uuidString.lowercased()
-            if let jobID = try results[1].first?.uuid("job_id") {
-                outcome = .recorded(firm, eventID, jobID)
+            if try results[1].first?.uuid("id") == eventID {
+                outcome = .recorded(firm, eventID)
             } else {
                 outcome = .duplicate(firm)
             }
@@ -158,13 +158,10 @@ public struct WebhooksHandler: DatabaseHandler {
             context.log.info("webhook_ignored", ["account_id": envelope.accountID, "event_type": envelope.type])
         case .duplicate(let firm):
             context.log.info("webhook_duplicate", ["firm_id": firm, "event_type": envelope.type])
-        case .recorded(let firm, let eventID, let jobID):
+        case .recorded(let firm, let eventID):
             context.log.info(
                 "webhook_received",
-                [
-                    "firm_id": firm, "event_type": envelope.type, "event_id": eventID.uuidString.lowercased(),
-                    "job_id": jobID.uuidString.lowercased(),
-                ])
+                ["firm_id": firm, "event_type": envelope.type, "event_id": eventID.uuidString.lowercased()])
         }
         return Response.json(["status": outcome.status])
     }
@@ -172,7 +169,7 @@ public struct WebhooksHandler: DatabaseHandler {
     enum Outcome {
         case ignored
         case duplicate(String)
-        case recorded(String, UUID, UUID)
+        case recorded(String, UUID)
 
         var status: String {
             switch self {
@@ -222,37 +219,32 @@ public struct WebhooksHandler: DatabaseHandler {
         }
     }
 
-    /// Inserts the event as `eventID` unless it is a duplicate, and enqueues its processing job
-    /// when it was inserted; answers one row (`job_id`) then, none for a duplicate. The unique
-    /// dedupe key settles concurrent duplicates (one insert wins, the others do nothing). The
-    /// workers are notified after the COMMIT (`JobQueue.enqueueCall`).
+    /// Inserts the event as `eventID` unless it is a duplicate; answers one row (`id`) then, none
+    /// for a duplicate. The stored event is its own work item (migration 044: the worker claims
+    /// unprocessed events), so nothing else is written. The unique dedupe key settles concurrent
+    /// duplicates (one insert wins, the others do nothing). The workers are notified after the
+    /// COMMIT (`JobQueue.notifyStatement`).
     static func record(
         _ envelope: WebhookEnvelope, _ delivery: SignedHeaders.Verified, _ eventID: UUID, _ firmID: UUID
     ) throws -> Statement {
-        let (enqueue, enqueueParameters) = try JobQueue.enqueueCall(
-            from: 11, kind: InboundJobs.processWebhookEvent, key: InboundJobs.eventKey(eventID),
-            payload: WebhookEventPayload(eventID: eventID), notify: false)
-        return Statement(
+        Statement(
             """
-            WITH event AS (
-                INSERT INTO smokeball_webhook_events (
-                    id, firm_id, event_type, resource_type, resource_id, payload, subscription_id,
-                    smokeball_request_id, event_timestamp_ticks, dedupe_key)
-                SELECT $9, app_current_firm(), $1, $2, $3, $4::jsonb -> 'payload', $5, $6, $7, $8
-                WHERE app_current_firm() = $10::uuid AND NOT EXISTS (
-                    SELECT 1 FROM smokeball_webhook_events e
-                    WHERE e.firm_id = app_current_firm() AND e.smokeball_request_id = $6 AND e.event_type = $1
-                        AND e.subscription_id = $5 AND e.event_timestamp_ticks = $7
-                        AND e.resource_id IS NOT DISTINCT FROM $3)
-                ON CONFLICT (firm_id, dedupe_key) DO NOTHING
-                RETURNING id
-            )
-            SELECT \(enqueue) AS job_id FROM event
+            INSERT INTO smokeball_webhook_events (
+                id, firm_id, event_type, resource_type, resource_id, payload, subscription_id,
+                smokeball_request_id, event_timestamp_ticks, dedupe_key)
+            SELECT $9, app_current_firm(), $1, $2, $3, $4::jsonb -> 'payload', $5, $6, $7, $8
+            WHERE app_current_firm() = $10::uuid AND NOT EXISTS (
+                SELECT 1 FROM smokeball_webhook_events e
+                WHERE e.firm_id = app_current_firm() AND e.smokeball_request_id = $6 AND e.event_type = $1
+                    AND e.subscription_id = $5 AND e.event_timestamp_ticks = $7
+                    AND e.resource_id IS NOT DISTINCT FROM $3)
+            ON CONFLICT (firm_id, dedupe_key) DO NOTHING
+            RETURNING id
             """,
             [
                 envelope.type, envelope.resourceType, envelope.resourceID, SQLValue.json(envelope.json),
                 envelope.subscriptionID, delivery.requestID, envelope.timestamp, delivery.dedupeKey, eventID, firmID,
-            ] + enqueueParameters)
+            ])
     }
 }
 

@@ -82,7 +82,7 @@ import Testing
 
             var events: [UUID] = []
             for (processed, status, minutesAgo) in [
-                (false, nil, 0.0), (false, nil, 1.0), (false, nil, 1.5), (true, "applied", 2.0), (true, "failed", 3.0),
+                (false, nil, 0.0), (false, nil, 10.0), (false, nil, 1.5), (true, "applied", 2.0), (true, "failed", 3.0),
                 (true, "applied", 60.0),
             ] as [(Bool, String?, Double)] {
                 let id = UUID()
@@ -90,9 +90,10 @@ import Testing
                     try connection.execute(
                         """
                         INSERT INTO smokeball_webhook_events (id, firm_id, event_type, payload, dedupe_key, processed,
-                            processed_at, status, created_at)
+                            processed_at, status, created_at, run_after)
                         VALUES ($5, $1, 'matter.updated', '{}', gen_random_uuid()::text, $2,
-                            CASE WHEN $2 THEN now() END, $3, now() - make_interval(secs => $4))
+                            CASE WHEN $2 THEN now() END, $3, now() - make_interval(secs => $4),
+                            now() - make_interval(secs => $4))
                         """, [a, processed, status, minutesAgo * 60, id])
                 }
                 events.append(id)
@@ -112,7 +113,7 @@ import Testing
                 (webhooks.headers(ticks: now, key: "another-wrong-key"), WebhookFixture.body(), 401),
                 (webhooks.headers(ticks: now - 3600 * 10_000_000), WebhookFixture.body(), 401),
                 (webhooks.headers(ticks: now), WebhookFixture.body(account: "nobody-has-this-account"), 200),
-                // One accepted: stored, with its processing job.
+                // One accepted: stored, its own work item.
                 (webhooks.headers(ticks: now), WebhookFixture.body(), 200),
             ] {
                 #expect(webhooks.deliver(body, headers: headers).status.code == expected)
@@ -136,7 +137,8 @@ import Testing
             let expected: [String: Double] = [
                 #"casehug_jobs{kind="sync_matter",state="pending"}"#: 2,
                 #"casehug_jobs{kind="push_contact",state="pending"}"#: 2,
-                #"casehug_jobs{kind="process_webhook_event",state="pending"}"#: 1,
+                // The unprocessed events (two stored here, one delivered): each is its own work item.
+                #"casehug_jobs{kind="process_webhook_event",state="pending"}"#: 3,
                 #"casehug_jobs{kind="pull_matters",state="running"}"#: 1,
                 #"casehug_jobs{kind="sync_matter",state="dead"}"#: 1,
                 #"casehug_jobs{kind="push_contact",state="dead"}"#: 1,
@@ -167,9 +169,10 @@ import Testing
                 "casehug_metrics_query_seconds",
             ])
             #expect(unexpected.isEmpty, "\(unexpected)")
-            // The push_contact job due 120 s ago waited longest (the one in back-off is not due).
+            // The event due 10 minutes ago waited longest: longer than the push_contact job due 120 s
+            // ago (the one in back-off is not due).
             let oldest = try #require(samples["casehug_oldest_pending_job_age_seconds"])
-            #expect(oldest >= 120 && oldest < 3600)
+            #expect(oldest >= 600 && oldest < 3600)
             let tokens = try #require(samples[#"casehug_rate_budget_tokens{client_id="client-x"}"#])
             #expect(tokens >= 0 && tokens < 1)
             print("metrics statement: \(samples["casehug_metrics_query_seconds"] ?? -1) s")

@@ -76,11 +76,8 @@ import Testing
             #expect(try count(rig, matters) == before.0 + 1)
             #expect(try count(rig, clients) == before.1 + 1)
             let reason = try fixture.seed.connection.execute(
-                """
-                SELECT j.result ->> 'reason' AS reason FROM jobs j
-                WHERE j.key = 'event:' || $1::text
-                """, [duplicate.uuidString.lowercased()]
-            ).single().optionalString("reason")
+                "SELECT status_reason FROM smokeball_webhook_events WHERE id = $1", [duplicate]
+            ).single().optionalString("status_reason")
             #expect(reason == "already_linked")
         }
     }

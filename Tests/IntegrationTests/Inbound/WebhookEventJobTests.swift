@@ -8,8 +8,8 @@ import Testing
 @testable import Integration
 
 /// The sandbox's recorded events (`sb_events`) stored as the webhooks route stores deliveries
-/// and processed by `process_webhook_event` run here on jobs claimed from the real queue, as
-/// the worker role, against the real sandbox.
+/// and processed by `process_webhook_event` run here on events claimed from the real event queue
+/// (migration 044), as the worker role, against the real sandbox.
 struct WebhookEventRig {
     var fixture: MatterSyncFixture
 
@@ -63,7 +63,7 @@ struct WebhookEventRig {
         }.filter { types?.contains($0.type) ?? true }
     }
 
-    /// Stores the event as the webhooks route does (a row and its job, in one transaction); a
+    /// Stores the event as the webhooks route does (the row, which is its own work item); a
     /// `copy` is a redelivery that escaped the dedupe key. Its id.
     @discardableResult
     func store(_ event: SandboxEvent, copy: Int = 0, requestID: String? = nil) throws -> UUID {
@@ -85,20 +85,17 @@ struct WebhookEventRig {
                     "sb:\(event.id):\(copy)",
                 ]
             ).single().uuid("id")
-            try JobQueue.enqueue(
-                connection, kind: InboundJobs.processWebhookEvent, key: InboundJobs.eventKey(id),
-                payload: WebhookEventPayload(eventID: id), priority: .automatic)
             return id
         }
     }
 
-    /// Runs every due `process_webhook_event` job here, as the worker would; how many ran.
+    /// Processes every due event here, claimed from the event queue as the worker would; how many ran.
     @discardableResult
     func processAll() throws -> Int {
         var count = 0
-        while let job = try fixture.queue.claim(kinds: [InboundJobs.processWebhookEvent], leaseSeconds: 60) {
+        while let job = try fixture.queue.claimWebhookEvent(leaseSeconds: 60) {
             let context = JobContext(
-                scope: JobScope(jobID: job.id, leaseID: job.leaseID), database: fixture.work,
+                scope: JobScope(jobID: job.id, leaseID: job.leaseID, queue: job.queue), database: fixture.work,
                 log: Logger(route: "test"))
             do {
                 let value = try WebhookEventJob(tokens: fixture.tokens).run(job, context)

@@ -132,11 +132,20 @@ struct WebhookFixture {
         ).rows
     }
 
+    /// The work waiting for the worker: stored events not processed yet (migration 044: an event
+    /// is its own work item; the route writes no job).
     func jobs() throws -> [Row] {
         try seed.connection.execute(
-            "SELECT firm_id, kind, key, payload::text AS payload FROM jobs WHERE kind = $1 ORDER BY created_at",
-            [InboundJobs.processWebhookEvent]
+            """
+            SELECT id, firm_id, attempts, run_after <= now() AS due FROM smokeball_webhook_events
+            WHERE NOT processed AND lease_id IS NULL ORDER BY created_at
+            """
         ).rows
+    }
+
+    /// Rows of `jobs` of any kind (the route writes none).
+    func jobRows() throws -> Int64 {
+        try seed.connection.execute("SELECT count(*)::int8 AS n FROM jobs").single().int("n")
     }
 
     func ignored() throws -> [String: Int64] {
@@ -197,14 +206,14 @@ struct WebhookFixture {
             #expect(try event.optionalString("smokeball_request_id") == Self.factsRequestID)
             #expect(try event.int("event_timestamp_ticks") == 637_981_232_724_209_300)
             #expect(try event.string("payload").contains("\"title\": \"John Smith | Sale\""))
+            // The stored event is the work item: pending, due now, no attempt yet, and no job row.
             let jobs = try fixture.jobs()
             try #require(jobs.count == 1)
-            let eventID = try event.uuid("id")
-            #expect(try jobs[0].string("key") == InboundJobs.eventKey(eventID))
+            #expect(try jobs[0].uuid("id") == event.uuid("id"))
             #expect(try jobs[0].uuid("firm_id") == fixture.firm)
-            let payload = try JSONDecoder().decode(
-                WebhookEventPayload.self, from: Data(try jobs[0].string("payload").utf8))
-            #expect(payload.eventID == eventID)
+            #expect(try jobs[0].int("attempts") == 0)
+            #expect(try jobs[0].bool("due"))
+            #expect(try fixture.jobRows() == 0)
         }
     }
 
@@ -458,26 +467,29 @@ struct WebhookFixture {
         }
     }
 
-    @Test("The event and its job commit together: when the enqueue fails, neither is stored, and a retry stores both")
-    func eventAndJobTogether() throws {
+    @Test(
+        "A delivery whose transaction fails stores nothing and is not acknowledged; a retry stores it, pending on the queue"
+    )
+    func eventStoredOrNot() throws {
         try WebhookFixture.with { (fixture) throws in
             try fixture.seed.connection.executeScript(
                 """
-                CREATE FUNCTION test_refuse_job() RETURNS trigger LANGUAGE plpgsql AS $$
+                CREATE FUNCTION test_refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-                CREATE TRIGGER test_refuse_job BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION test_refuse_job();
+                CREATE TRIGGER test_refuse_event AFTER INSERT ON smokeball_webhook_events
+                    FOR EACH ROW EXECUTE FUNCTION test_refuse_event();
                 """)
             let headers = fixture.headers(ticks: DotNetTicks.from(Date()))
             #expect(fixture.deliver(headers: headers).status.code == 500)
             #expect(try fixture.events().isEmpty)
-            try fixture.seed.connection.executeScript("DROP TRIGGER test_refuse_job ON jobs")
+            try fixture.seed.connection.executeScript("DROP TRIGGER test_refuse_event ON smokeball_webhook_events")
             #expect(WebhookFixture.status(fixture.deliver(headers: headers)) == "accepted")
             #expect(try fixture.events().count == 1)
             #expect(try fixture.jobs().count == 1)
         }
     }
 
-    @Test("A stored delivery wakes the workers: its job is announced on the jobs channel once it is committed")
+    @Test("A stored delivery wakes the workers: the event is announced on the jobs channel once it is committed")
     func storedDeliveryNotifies() throws {
         try WebhookFixture.with { (fixture) throws in
             try fixture.seed.connection.listen(JobQueue.channel)
@@ -486,7 +498,7 @@ struct WebhookFixture {
                     == "accepted")
             let notification = try fixture.seed.connection.waitForNotification(timeout: 10)
             #expect(notification?.channel == JobQueue.channel)
-            // By then the event and its job are there to be claimed.
+            // By then the event is there to be claimed.
             #expect(try fixture.jobs().count == 1)
         }
     }

@@ -14,14 +14,29 @@ final class WorkerProcess {
     let process = Process()
     let log: URL
 
-    init(_ fixture: QueueFixture, workers: Int, leaseSeconds: Int = 30, graceSeconds: Int = 20) throws {
+    convenience init(
+        _ fixture: QueueFixture, workers: Int, leaseSeconds: Int = 30, graceSeconds: Int = 20,
+        extraArguments: [String] = [], environment: [String: String] = [:]
+    ) throws {
+        try self.init(
+            database: fixture.database, workers: workers, leaseSeconds: leaseSeconds, graceSeconds: graceSeconds,
+            extraArguments: extraArguments, environment: environment)
+    }
+
+    init(
+        database: ServiceDatabase, workers: Int, leaseSeconds: Int = 30, graceSeconds: Int = 20,
+        extraArguments: [String] = [], environment: [String: String] = [:]
+    ) throws {
         process.executableURL = URL(fileURLWithPath: TestEnvironment.binDirectory)
             .appendingPathComponent("job-test-worker")
-        process.arguments = [
-            "--workers", String(workers), "--lease-seconds", String(leaseSeconds), "--grace-seconds",
-            String(graceSeconds), "--backoff-seconds", "0",
-        ]
-        process.environment = ["DATABASE_URL": fixture.database.workerURL, "PATH": "/usr/bin:/bin"]
+        process.arguments =
+            [
+                "--workers", String(workers), "--lease-seconds", String(leaseSeconds), "--grace-seconds",
+                String(graceSeconds), "--backoff-seconds", "0",
+            ] + extraArguments
+        process.environment = ["DATABASE_URL": database.workerURL, "PATH": "/usr/bin:/bin"].merging(environment) {
+            $1
+        }
         log = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("job-worker-\(UUID()).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
