@@ -12,7 +12,7 @@ import Testing
 /// `ExecStart=` as its `User=` with its `EnvironmentFile=`s, in a mount namespace that shows the
 /// installed tree at /etc/casehug and /opt/casehug. Everything else is real: deploy/install, the
 /// release layout under the tree's /opt/casehug, scripts/deploy, the route, nginx, PostgreSQL.
-@Suite struct DeploySystemdTests {
+extension DeployTests {
     static let doubleDirectory = TestEnvironment.repositoryRoot.appendingPathComponent(
         "Tests/IntegrationTests/Fixtures/systemd-double"
     ).path
@@ -26,7 +26,7 @@ import Testing
 
         func systemctl(_ arguments: [String]) throws -> String {
             try Processes.runTool(
-                DeploySystemdTests.doubleDirectory + "/systemctl", arguments, environment: environment)
+                DeployTests.doubleDirectory + "/systemctl", arguments, environment: environment)
         }
 
         func mainPID(_ unit: String) throws -> pid_t {
@@ -59,7 +59,7 @@ import Testing
     static func environmentFile(fromLaunchFile launch: String) throws -> String {
         let output = try Processes.runTool(
             "/bin/bash", ["-c", #"set -a; source "$0"; exec /usr/bin/env -0"#, launch], environment: [:])
-        var lines = ["# The scripts/run instance's settings, for DeploySystemdTests."]
+        var lines = ["# The scripts/run instance's settings, for DeployTests."]
         for entry in output.split(separator: "\0") {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2,
@@ -81,7 +81,7 @@ import Testing
         "deploy/install's units swap the status route five times and roll it back under load with no failed request",
         .enabled(if: getuid() == 0, "deploy/install creates users; the double runs slots as their users"))
     func systemdSwapsUnderLoad() throws {
-        let instance = try DeployTests.Instance.start()
+        let instance = try Instance.start()
         defer { instance.stop() }
         let tree = try Processes.temporaryDirectory(prefix: "casehug-systemd")
         // nginx's workers (www-data) reach the route's sockets through it, as through / on a host.
@@ -106,7 +106,7 @@ import Testing
             toFile: tree.path + "/etc/casehug/status.env", atomically: true, encoding: .utf8)
         func deploy(_ arguments: [String]) throws {
             try Processes.runTool(
-                DeployTests.Instance.deployScript, ["status", "--systemd", "--prefix", host.prefix] + arguments,
+                Instance.deployScript, ["status", "--systemd", "--prefix", host.prefix] + arguments,
                 environment: host.environment)
         }
         let binary = TestEnvironment.releaseBinDirectory + "/status"
@@ -150,10 +150,10 @@ import Testing
 
         let work = try Processes.temporaryDirectory(prefix: "casehug-systemd-load")
         defer { try? manager.removeItem(at: work) }
-        let results = Locked<[String: DeployTests.LoadResult]>([:])
+        let results = Locked<[String: LoadResult]>([:])
         let done = DispatchGroup()
         let started = Date()
-        let loader = try DeployTests.startLoad(
+        let loader = try Self.startLoad(
             name: "status", url: try #require(instance.demo["BASE_URL"]) + "/api/v1/integrations/smokeball/status",
             environment: [
                 "PATH": instance.environment["PATH"] ?? "/usr/bin:/bin",
@@ -166,7 +166,7 @@ import Testing
         func answeredByTheUnits() -> Int { host.requestsLogged(unit("a")) + host.requestsLogged(unit("b")) }
         var answered = 0
         func answerTheirShare() throws {
-            try DeployTests.waitForRequests("status answering", answered + DeployTests.requestsBetweenSwaps) {
+            try Self.waitForRequests("status answering", answered + Self.requestsBetweenSwaps) {
                 answeredByTheUnits()
             }
             answered = answeredByTheUnits()
@@ -196,9 +196,9 @@ import Testing
         done.wait()
         let load = try #require(results.value["status"])
         #expect(load.failure == nil, "\(load.failure ?? "")")
-        #expect(load.requests >= 7 * DeployTests.requestsBetweenSwaps)
+        #expect(load.requests >= 7 * Self.requestsBetweenSwaps)
         #expect(load.non2xx == 0, "status under systemd: \(load.non2xx) answers outside 2xx")
         #expect(load.socketErrors == 0, "status under systemd: \(load.socketErrors) connection errors")
-        print("systemd (test double): " + DeployTests.report("status", load, swapsTook: swapsTook))
+        print("systemd (test double): " + Self.report("status", load, swapsTook: swapsTook))
     }
 }

@@ -11,8 +11,10 @@ import Testing
 #endif
 
 /// `scripts/deploy` against a `scripts/run` instance (own ports and data directory, the
-/// executables scripts/test built): what production runs, minus systemd (docs/deploy.md).
-@Suite struct DeployTests {
+/// executables scripts/test built): what production runs, minus systemd (docs/deploy.md); and
+/// its systemd path through a test double of systemctl (DeploySystemdTests.swift). One test at a
+/// time: each puts a route under 1,000 requests/s, and two at once would share the cores.
+@Suite(.serialized) struct DeployTests {
     /// A `scripts/run --detach` instance, stopped and removed by `stop()`.
     struct Instance {
         let data: String
@@ -287,61 +289,39 @@ import Testing
             "BENCH_RESULT": work.appendingPathComponent("webhooks.result").path,
         ]) { $1 }
 
-        var before: [String: Live] = [:]
-        for unit in units { before[unit] = try instance.live(unit) }
-        let results = Locked<[String: LoadResult]>([:])
-        let done = DispatchGroup()
-        let loadStarted = Date()
-        let loaders = [
-            try Self.startLoad(
-                name: "status", url: base + "/api/v1/integrations/smokeball/status", environment: statusLoad,
-                output: work.appendingPathComponent("status.wrk").path, into: results, done: done),
-            try Self.startLoad(
-                name: "webhooks", url: base + "/api/v1/integrations/smokeball/webhooks", environment: webhooksLoad,
-                output: work.appendingPathComponent("webhooks.wrk").path, into: results, done: done),
-        ]
-        defer {
-            // A failed expectation must not leave wrk running for minutes.
-            for pid in loaders where !Processes.hasExited(pid) { kill(pid, SIGINT) }
-            done.wait()
-        }
-        // Before each swap and after the last, each route answers a fixed count of requests.
-        var offsets: [String: [String: UInt64]] = [:]
-        func answerTheirShare() throws {
-            for unit in units {
-                let from = offsets[unit] ?? [:]
+        let loads = ["status": statusLoad, "webhooks": webhooksLoad]
+        // One route at a time takes the load: two routes at 1,000 requests/s each would need
+        // about all of 2 cores (docs/deploy.md, "Tested"), which the rest of the suite shares.
+        for unit in units {
+            let before = try instance.live(unit)
+            let results = Locked<[String: LoadResult]>([:])
+            let done = DispatchGroup()
+            let loadStarted = Date()
+            let loader = try Self.startLoad(
+                name: unit, url: base + "/api/v1/integrations/smokeball/" + unit, environment: loads[unit]!,
+                output: work.appendingPathComponent(unit + ".wrk").path, into: results, done: done)
+            defer {
+                // A failed expectation must not leave wrk running for minutes.
+                if !Processes.hasExited(loader) { kill(loader, SIGINT) }
+                done.wait()
+            }
+            // Before each swap and after the last, the route answers a fixed count of requests.
+            var offsets: [String: UInt64] = [:]
+            func answerItsShare() throws {
                 try Self.waitForRequests(
                     "\(unit) answering \(Self.requestsBetweenSwaps) requests", Self.requestsBetweenSwaps
                 ) {
-                    instance.requestsLogged(unit, after: from)
+                    instance.requestsLogged(unit, after: offsets)
                 }
-                offsets[unit] = instance.logOffsets(unit)
+                offsets = instance.logOffsets(unit)
             }
-        }
-        try answerTheirShare()
+            try answerItsShare()
 
-        // Five deploys of the release build (each a new release) and one rollback, each unit in
-        // turn while both take load.
-        var releases: [String: [String]] = [:]
-        for unit in units { releases[unit] = [before[unit]!.release] }
-        for step in 1...6 {
-            // Both units swap at once, each on a thread of its own; checked below.
-            let swaps = Locked<[String: Result<Swap, any Error>]>([:])
-            DispatchQueue.concurrentPerform(iterations: units.count) { index in
-                let unit = units[index]
-                let swap = Result<Swap, any Error> {
-                    do {
-                        return try instance.swap(
-                            unit,
-                            step == 6 ? ["--rollback"] : ["--binary", TestEnvironment.releaseBinDirectory + "/" + unit])
-                    } catch {
-                        throw HarnessError("\(unit), step \(step): \(error)")
-                    }
-                }
-                swaps.withLock { $0[unit] = swap }
-            }
-            for unit in units {
-                let swap = try #require(swaps.value[unit]).get()
+            // Five deploys of the release build (each a new release) and one rollback.
+            var releases = [before.release]
+            for step in 1...6 {
+                let swap = try instance.swap(
+                    unit, step == 6 ? ["--rollback"] : ["--binary", TestEnvironment.releaseBinDirectory + "/" + unit])
                 let (previous, now) = (swap.previous, swap.now)
                 // A different process, in the other slot, running the release deploy chose; the
                 // old slot's supervisor is gone; the load reaches the new process.
@@ -352,26 +332,22 @@ import Testing
                 #expect(swap.current == now.release)
                 #expect(swap.previousPointer == previous.release)
                 if step == 6 {
-                    let history = releases[unit]!
-                    #expect(now.release == history[history.count - 2])
+                    #expect(now.release == releases[releases.count - 2])
                 } else {
-                    #expect(!releases[unit]!.contains(now.release))
+                    #expect(!releases.contains(now.release))
                 }
-                releases[unit]!.append(now.release)
+                releases.append(now.release)
                 print("deploy under load, \(unit) step \(step): \(String(format: "%.1f", swap.seconds)) s")
+                try answerItsShare()
             }
-            try answerTheirShare()
-        }
-        let swapsTook = Date().timeIntervalSince(loadStarted)
-        // Every swap happened while both wrk processes were running.
-        let loadersRan = loaders.allSatisfy { !Processes.hasExited($0) }
-        #expect(loadersRan)
-        for pid in loaders { kill(pid, SIGINT) }
-        done.wait()
-        for unit in units {
+            let swapsTook = Date().timeIntervalSince(loadStarted)
+            // Every swap happened while wrk was running.
+            #expect(!Processes.hasExited(loader))
+            kill(loader, SIGINT)
+            done.wait()
             let load = try #require(results.value[unit])
             #expect(load.failure == nil, "\(load.failure ?? "")")
-            // At least the fixed counts the swaps waited for (the routes' logs saw them too).
+            // At least the fixed counts the swaps waited for (the route's logs saw them too).
             #expect(load.requests >= 7 * Self.requestsBetweenSwaps)
             #expect(load.non2xx == 0, "\(unit): \(load.non2xx) answers outside 2xx")
             #expect(load.socketErrors == 0, "\(unit): \(load.socketErrors) connection errors")
