@@ -45,6 +45,13 @@ extension DeployTests {
             log(unit).split(separator: "\n").filter { $0.contains(#""event":"request""#) }.count
         }
 
+        /// The real, effective, saved and filesystem uids of a process.
+        static func uids(of pid: pid_t) throws -> [String] {
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Uid:") })
+            return line.split(separator: "\t").dropFirst().map(String.init)
+        }
+
         func uid(of user: String) throws -> uid_t {
             let passwd = try String(contentsOfFile: tree.path + "/etc/passwd", encoding: .utf8)
             let line = try #require(passwd.split(separator: "\n").first { $0.hasPrefix(user + ":") })
@@ -78,7 +85,7 @@ extension DeployTests {
     }
 
     @Test(
-        "deploy/install's units swap the status route five times and roll it back under load with no failed request",
+        "deploy/install's units swap the status route five times and roll it back under load with no failed request, and the worker twice",
         .enabled(if: getuid() == 0, "deploy/install creates users; the double runs slots as their users"))
     func systemdSwapsUnderLoad() throws {
         let instance = try Instance.start()
@@ -94,7 +101,9 @@ extension DeployTests {
             ])
         let unit = { (slot: String) in "casehug-route@status-\(slot).service" }
         defer {
-            _ = try? host.systemctl(["stop", unit("a"), unit("b")])
+            _ = try? host.systemctl([
+                "stop", unit("a"), unit("b"), "casehug-worker@a.service", "casehug-worker@b.service",
+            ])
             try? FileManager.default.removeItem(at: tree)
         }
         try Processes.runTool(
@@ -125,9 +134,7 @@ extension DeployTests {
             let pid = try host.mainPID(unit(name))
             #expect(pid > 0)
             // The unit's User=, from the drop-in deploy/install wrote.
-            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-            let uids = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst()
-            #expect(uids.map { Array($0) } == Array(repeating: Substring(String(statusUID)), count: 4))
+            #expect(try Host.uids(of: pid) == Array(repeating: String(statusUID), count: 4))
             // nginx's group may connect, nobody else: the route as its user set that up.
             let socket = try manager.attributesOfItem(atPath: sockets + "/status-\(name).sock")
             #expect((socket[.posixPermissions] as? Int) == 0o660)
@@ -200,5 +207,28 @@ extension DeployTests {
         #expect(load.non2xx == 0, "status under systemd: \(load.non2xx) answers outside 2xx")
         #expect(load.socketErrors == 0, "status under systemd: \(load.socketErrors) connection errors")
         print("systemd (test double): " + Self.report("status", load, swapsTook: swapsTook))
+
+        // The worker's slots the same way: no socket, so scripts/deploy waits for the new slot's
+        // `started` line in the journal (the double's journalctl); its own role in worker.env.
+        try Self.environmentFile(fromLaunchFile: instance.run + "/launch/worker.env").write(
+            toFile: tree.path + "/etc/casehug/worker.env", atomically: true, encoding: .utf8)
+        let workerUID = try host.uid(of: "casehug-worker")
+        var workerPID: pid_t = 0
+        for (step, arguments) in [
+            ["--binary", TestEnvironment.binDirectory + "/worker"],
+            ["--binary", TestEnvironment.binDirectory + "/worker"],
+            ["--rollback"],
+        ].enumerated() {
+            try Processes.runTool(
+                Instance.deployScript, ["worker", "--systemd", "--prefix", host.prefix] + arguments,
+                environment: host.environment)
+            let slot = try manager.destinationOfSymbolicLink(atPath: host.prefix + "/slots/worker")
+            #expect(slot == ["a", "b", "a"][step])
+            let pid = try host.mainPID("casehug-worker@\(slot).service")
+            #expect(pid > 0 && pid != workerPID)
+            #expect(try Host.uids(of: pid) == Array(repeating: String(workerUID), count: 4))
+            if workerPID != 0 { #expect(Processes.hasExited(workerPID)) }
+            workerPID = pid
+        }
     }
 }
