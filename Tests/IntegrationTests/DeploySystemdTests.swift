@@ -166,10 +166,7 @@ extension DeployTests {
                 "PATH": instance.environment["PATH"] ?? "/usr/bin:/bin",
                 "LOAD_BEARER_TOKEN": try #require(instance.demo["DEMO_ADMIN_TOKEN"]),
             ], output: work.appendingPathComponent("status.wrk").path, into: results, done: done)
-        defer {
-            if !Processes.hasExited(loader) { kill(loader, SIGINT) }
-            done.wait()
-        }
+        defer { Self.stopLoad(loader, name: "status", results: results, done: done) }
         func answeredByTheUnits() -> Int { host.requestsLogged(unit("a")) + host.requestsLogged(unit("b")) }
         var answered = 0
         func answerTheirShare() throws {
@@ -198,14 +195,13 @@ extension DeployTests {
             try answerTheirShare()
         }
         let swapsTook = Date().timeIntervalSince(started)
-        #expect(!Processes.hasExited(loader))
-        kill(loader, SIGINT)
-        done.wait()
+        #expect(results.value["status"] == nil)
+        Self.stopLoad(loader, name: "status", results: results, done: done)
         let load = try #require(results.value["status"])
         #expect(load.failure == nil, "\(load.failure ?? "")")
         #expect(load.requests >= 7 * Self.requestsBetweenSwaps)
         #expect(load.non2xx == 0, "status under systemd: \(load.non2xx) answers outside 2xx")
-        #expect(load.socketErrors == 0, "status under systemd: \(load.socketErrors) connection errors")
+        #expect(load.socketErrors == 0, "status under systemd: \(load.socketErrorLine)")
         print("systemd (test double): " + Self.report("status", load, swapsTook: swapsTook))
 
         // The worker's slots the same way: no socket, so scripts/deploy waits for the new slot's
