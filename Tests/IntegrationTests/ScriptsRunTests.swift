@@ -449,6 +449,14 @@ import Testing
         // The README's walkthrough: the connect link, the sandbox's sign-in, back to connected,
         // status shows the Smokeball firm, disconnect leaves the partner no subscription.
         try Self.connect(script: script, environment: environment, demo: demo)
+        // casehug-admin's ops commands run against the instance with demo.env's ops role.
+        let ops = try role(demo["CASEHUG_OPS_DATABASE_URL"])
+        #expect(ops.name == "casehug_ops" && !ops.isSuperuser)
+        let connections = try Processes.runTool(
+            TestEnvironment.binDirectory + "/casehug-admin", ["connections", "--json"],
+            environment: ["CASEHUG_OPS_DATABASE_URL": try #require(demo["CASEHUG_OPS_DATABASE_URL"])])
+        let listed = try JSONSerialization.jsonObject(with: Data(connections.utf8)) as? [String: [[String: Any]]]
+        #expect(listed?["connections"]?.map { $0["firm_id"] as? String } == [demo["DEMO_FIRM_ID"]])
         // Then the sync walk-through, the inbound one, and disconnect.
         try Self.syncWalkthrough(demo: demo)
         try Self.inboundWalkthrough(environment: environment, demo: demo)

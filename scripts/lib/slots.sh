@@ -159,7 +159,7 @@ slot_start_local() {
 # (launch/UNIT.args) and its environment (launch/UNIT.env, 0600): every exported variable of the
 # caller, including assignments given for this call (`NAME=VALUE launch_write ...`), except the
 # passwords named in LAUNCH_UNSET, which no unit gets. The file is the unit's whole environment.
-LAUNCH_UNSET="PG_SUPERUSER_PASSWORD APP_DB_PASSWORD SANDBOX_DB_PASSWORD WORKER_DB_PASSWORD PGPASSWORD"
+LAUNCH_UNSET="PG_SUPERUSER_PASSWORD APP_DB_PASSWORD SANDBOX_DB_PASSWORD WORKER_DB_PASSWORD OPS_DB_PASSWORD PGPASSWORD"
 launch_write() {
     local prefix=$1 unit=$2 name
     shift 2

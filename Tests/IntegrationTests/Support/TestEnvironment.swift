@@ -20,6 +20,8 @@ enum TestEnvironment {
 
     static var adminURL: String { required("TEST_ADMIN_DATABASE_URL") }
     static var binDirectory: String { required("BIN_DIR") }
+    /// Release builds of the routes DeployTests puts under load (scripts/test builds them).
+    static var releaseBinDirectory: String { required("RELEASE_BIN_DIR") }
     static var nginx: String { variables["NGINX_BIN"] ?? "/usr/sbin/nginx" }
     static var pgDump: String { (variables["PG_BIN_DIR"] ?? "/usr/bin") + "/pg_dump" }
     static var renderNginx: String {
