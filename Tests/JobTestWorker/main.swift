@@ -103,7 +103,7 @@ struct DocumentsHandler: JobHandler {
     }
 }
 
-/// `process_webhook_event` for the event queue's process tests (migration 044), registered only
+/// `process_webhook_event` for the event queue's process tests (migration 045), registered only
 /// with `JOB_TEST_WEBHOOK_EVENTS=1`: the worker then claims stored webhook events as it does in
 /// production, and this handler, in place of `WebhookEventJob`'s Smokeball reads, writes a
 /// `started` event, then per the event's payload blocks, sleeps or fails, and records the

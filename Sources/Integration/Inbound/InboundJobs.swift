@@ -3,7 +3,7 @@ import Foundation
 /// The job kinds inbound work runs as, and their keys.
 public enum InboundJobs {
     /// Applies one recorded webhook delivery (`smokeball_webhook_events`). Not a row of `jobs`:
-    /// the worker claims stored events directly (migration 044) and runs them under this kind.
+    /// the worker claims stored events directly (migration 045) and runs them under this kind.
     public static let processWebhookEvent = "process_webhook_event"
 }
 

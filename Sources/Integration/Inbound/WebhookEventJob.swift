@@ -4,7 +4,7 @@ import PostgreSQL
 import Smokeball
 
 /// `process_webhook_event`: applies one stored delivery (`smokeball_webhook_events`) to CaseHug.
-/// The event is its own work item: the worker claims it from the event queue (migration 044)
+/// The event is its own work item: the worker claims it from the event queue (migration 045)
 /// and runs it here as a job, under a `JobScope` of the event's lease.
 ///
 /// The body of a delivery is not signed (FACTS.md), so it is only a hint of which resource
@@ -205,7 +205,7 @@ public struct WebhookEventJob: JobHandler {
         }
     }
 
-    /// Records the outcome, and why when nothing was done (`status_reason`, migration 044: the
+    /// Records the outcome, and why when nothing was done (`status_reason`, migration 045: the
     /// event is its own work item, so no job result keeps it).
     static func finish(
         _ connection: Connection, _ event: Event, _ status: Outcome, _ error: String?, reason: String? = nil

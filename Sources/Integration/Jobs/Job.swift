@@ -24,7 +24,7 @@ public struct Job: Sendable, Equatable {
     }
 
     /// Where a claimed piece of work lives: a row of `jobs`, or a stored webhook event, which is
-    /// its own work item (migration 044: the worker claims unprocessed events directly).
+    /// its own work item (migration 045: the worker claims unprocessed events directly).
     public enum Queue: Sendable, Equatable {
         case jobs, webhookEvents
     }

@@ -59,7 +59,7 @@ public struct JobError: Error, Sendable, Equatable, CustomStringConvertible {
 public struct JobScope: TenantScope {
     public let jobID: UUID
     public let leaseID: UUID
-    /// A job's lease, or a webhook event's (`app_enter_webhook_event`, migration 044).
+    /// A job's lease, or a webhook event's (`app_enter_webhook_event`, migration 045).
     public let queue: Job.Queue
 
     public init(jobID: UUID, leaseID: UUID, queue: Job.Queue = .jobs) {

@@ -84,7 +84,7 @@ public struct JobQueue: Sendable {
         }
     }
 
-    /// Claims the stored webhook event due first (migration 044: an event is its own work item,
+    /// Claims the stored webhook event due first (migration 045: an event is its own work item,
     /// run by the `process_webhook_event` handler as a job), or one whose lease lapsed; nil when
     /// none is due.
     public func claimWebhookEvent(leaseSeconds: Double) throws -> Job? {

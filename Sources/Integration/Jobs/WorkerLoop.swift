@@ -44,7 +44,7 @@ public final class WorkerLoop {
     let schedulers: [any ScheduledJobHandler]
     private var nextSchedule = Date.distantPast
     /// Whether this worker also claims stored webhook events (it runs their handler), which are
-    /// their own work items (migration 044).
+    /// their own work items (migration 045).
     let claimsWebhookEvents: Bool
     /// Jobs and events are claimed in turn when both are due, so neither starves the other.
     private var webhookEventsFirst = false

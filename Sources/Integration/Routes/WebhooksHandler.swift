@@ -220,7 +220,7 @@ public struct WebhooksHandler: DatabaseHandler {
     }
 
     /// Inserts the event as `eventID` unless it is a duplicate; answers one row (`id`) then, none
-    /// for a duplicate. The stored event is its own work item (migration 044: the worker claims
+    /// for a duplicate. The stored event is its own work item (migration 045: the worker claims
     /// unprocessed events), so nothing else is written. The unique dedupe key settles concurrent
     /// duplicates (one insert wins, the others do nothing). The workers are notified after the
     /// COMMIT (`JobQueue.notifyStatement`).

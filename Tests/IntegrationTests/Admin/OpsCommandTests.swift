@@ -136,7 +136,7 @@ import Testing
                 }
                 return processed
             }
-            // Replayed events are pending on the event queue again (migration 044), due now, with
+            // Replayed events are pending on the event queue again (migration 045), due now, with
             // no job beside them.
             func jobKeys() throws -> [String] {
                 #expect(

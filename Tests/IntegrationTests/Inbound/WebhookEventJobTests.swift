@@ -9,7 +9,7 @@ import Testing
 
 /// The sandbox's recorded events (`sb_events`) stored as the webhooks route stores deliveries
 /// and processed by `process_webhook_event` run here on events claimed from the real event queue
-/// (migration 044), as the worker role, against the real sandbox.
+/// (migration 045), as the worker role, against the real sandbox.
 struct WebhookEventRig {
     var fixture: MatterSyncFixture
 

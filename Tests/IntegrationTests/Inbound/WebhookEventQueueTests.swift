@@ -11,7 +11,7 @@ import Testing
     import Glibc
 #endif
 
-/// The stored webhook event as its own work item (migration 044): claimed by real worker
+/// The stored webhook event as its own work item (migration 045): claimed by real worker
 /// processes (`job-test-worker` with `JOB_TEST_WEBHOOK_EVENTS=1`, whose `process_webhook_event`
 /// records each attempt in `job_test_events`), and by the real `WebhookEventJob` against the
 /// sandbox for retries.

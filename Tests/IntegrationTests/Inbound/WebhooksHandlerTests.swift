@@ -132,7 +132,7 @@ struct WebhookFixture {
         ).rows
     }
 
-    /// The work waiting for the worker: stored events not processed yet (migration 044: an event
+    /// The work waiting for the worker: stored events not processed yet (migration 045: an event
     /// is its own work item; the route writes no job).
     func jobs() throws -> [Row] {
         try seed.connection.execute(

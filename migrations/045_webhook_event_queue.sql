@@ -1,4 +1,4 @@
--- 044: the stored webhook event is its own work item (issue #13's bench, docs/inbound.md).
+-- 045: the stored webhook event is its own work item (issue #13's bench, docs/inbound.md).
 --
 -- Until now every delivery wrote two rows: the event and a process_webhook_event job beside it
 -- (eleven CHECK constraints, several indexes, a PL/pgSQL enqueue). Now the worker claims
