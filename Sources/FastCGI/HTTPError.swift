@@ -38,16 +38,20 @@ public struct HTTPError: Error, Sendable, CustomStringConvertible {
     public let message: String
     public let headers: [(String, String)]
     public let logDetail: String?
+    /// The request field the error is about (`case_type_mappings.divorce_standard`), for a form
+    /// to point at; the answer carries `field` only when there is one.
+    public let field: String?
 
     public init(
         _ status: HTTPStatus, code: String, _ message: String, headers: [(String, String)] = [],
-        logDetail: String? = nil
+        logDetail: String? = nil, field: String? = nil
     ) {
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
         self.logDetail = logDetail
+        self.field = field
     }
 
     public var description: String { "\(status.code) \(code)" }

@@ -44,18 +44,29 @@ public struct Response: Sendable {
         return response
     }
 
-    /// `{"error": {"code", "message"}, "request_id"}`.
+    /// `{"error": {"code", "message"[, "field"]}, "request_id"}`.
     struct ErrorAnswer: Encodable {
         struct Detail: Encodable {
             let code: String
             let message: String
+            let field: String?
+
+            enum CodingKeys: String, CodingKey { case code, message, field }
+
+            // `field` only on errors about a field: every other error keeps its two keys.
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(code, forKey: .code)
+                try container.encode(message, forKey: .message)
+                if let field { try container.encode(field, forKey: .field) }
+            }
         }
 
         let error: Detail
         let requestID: String
 
         init(error: HTTPError, requestID: String) {
-            self.error = Detail(code: error.code, message: error.message)
+            self.error = Detail(code: error.code, message: error.message, field: error.field)
             self.requestID = requestID
         }
 

@@ -1,3 +1,3 @@
 import Integration
 
-Route.serve(StatusHandler.init(configuration:))
+Route.serve(StatusHandler.route)

@@ -1,6 +1,7 @@
 import FastCGI
 import Foundation
 import PostgreSQL
+import Smokeball
 
 /// `GET /api/v1/integrations/smokeball/status`: the caller's firm's connection, Smokeball account,
 /// token expiry, settings and last sync event. `PUT`/`PATCH`: update the settings (firm admins).
@@ -8,11 +9,15 @@ public struct StatusHandler: DatabaseHandler {
     public let route = "status"
     let authenticator: Authenticator
     public let database: Database
+    /// The firm's matter types for `include=mappings` and the check of `case_type_mappings`; nil
+    /// in a status route without Smokeball (mappings then answer `not_configured`).
+    let matterTypes: MatterTypeCatalogue?
     static let platform = "smokeball"
 
-    public init(authenticator: Authenticator, database: Database) {
+    public init(authenticator: Authenticator, database: Database, matterTypes: MatterTypeCatalogue? = nil) {
         self.authenticator = authenticator
         self.database = database
+        self.matterTypes = matterTypes
     }
 
     public init(configuration: Configuration) {
@@ -23,32 +28,69 @@ public struct StatusHandler: DatabaseHandler {
                 options: configuration.databaseOptions))
     }
 
+    /// The route's: with the server's Smokeball credentials, the firm's matter types are read
+    /// through the token provider (single-flight refresh, the partner's rate limit, waiting at
+    /// most `rateLimitWait` for its turn: a person is waiting).
+    public init(configuration: Configuration, smokeball: SmokeballConfiguration, rateLimitWait: Double = 5) throws {
+        let database = Database(
+            url: configuration.databaseURL, applicationName: "casehug-status", options: configuration.databaseOptions)
+        let tokens = try smokeball.credentials.map { credentials in
+            SmokeballTokenProvider(
+                database: database, vault: try TokenVault(configuration: configuration), smokeball: smokeball,
+                rateLimit: PartnerRateLimit(
+                    database: database, clientID: credentials.clientID, ratePerSecond: smokeball.ratePerSecond,
+                    burst: smokeball.burst, maximumWait: rateLimitWait),
+                policy: try TokenPolicy.fromEnvironment(), log: Logger(route: "status"))
+        }
+        self.init(
+            authenticator: Authenticator(configuration: configuration), database: database,
+            matterTypes: MatterTypeCatalogue(resolver: MatterTypeResolver(database: database), tokens: tokens))
+    }
+
+    /// The route executable's handler: the Smokeball settings from the environment.
+    public static func route(_ configuration: Configuration) throws -> StatusHandler {
+        try StatusHandler(configuration: configuration, smokeball: .fromEnvironment())
+    }
+
     public func handle(_ request: Request, _ context: RequestContext) throws -> Response {
         switch request.method {
         case "GET", "HEAD":
             let userID = try authenticator.userID(for: request)
+            let mappings = try MappingsQuery(request)
             // Authenticate and the status query travel in one round trip, as one implicit
             // transaction. If the user is unknown or has no firm, app_authenticate set no firm and
             // row-level security gave the status query nothing; the caller check below answers
-            // 401/403.
-            let results = try database.pipelinedRead([
-                Tenancy.authenticate(userID), Statement(Self.statusQuery),
-            ])
+            // 401/403. Mappings add the cached matter types and the case types to the same trip.
+            var statements = [Tenancy.authenticate(userID), Statement(Self.statusQuery)]
+            if mappings != nil {
+                statements += [Statement(MatterTypeResolver.cachedSQL), Statement(CaseTypeRow.sql)]
+            }
+            let results = try database.pipelinedRead(statements)
             let caller = try Tenancy.caller(from: results[0], userID: userID)
-            return try Response.json(encoding: Self.status(from: results[1].single(), caller: caller))
+            var answer = try Self.status(from: results[1].single(), caller: caller)
+            if let mappings {
+                answer.mappings = try self.mappings(
+                    answer, cached: try results[2].first.flatMap(MatterTypeResolver.cached(from:)),
+                    caseTypes: try results[3].rows.map(CaseTypeRow.init), refresh: mappings.refresh,
+                    scope: UserScope(userID: userID))
+            }
+            return try Response.json(encoding: answer)
         case "PUT", "PATCH":
             let userID = try authenticator.userID(for: request)
             // The body is checked for shape before any database work; field values that need the
             // catalogue (case types) are checked inside the transaction, before anything is written.
             let body = try request.jsonObject()
             let mode: IntegrationSettings.UpdateMode = request.method == "PUT" ? .replace : .merge
+            // Mapping values are checked against the firm's matter types, read (perhaps from
+            // Smokeball) before the transaction: no transaction is held over a request to Smokeball.
+            let types = try typesForUpdate(body, mode: mode, userID: userID)
             return try database.transaction { connection in
                 let caller = try Tenancy.enter(connection, userID: userID)
-                guard caller.isFirmAdmin else {
-                    throw HTTPError(.forbidden, code: "forbidden", "Only firm administrators can change these settings")
-                }
+                guard caller.isFirmAdmin else { throw Self.notFirmAdmin }
                 let current = try Self.lockedSettings(connection)
-                let updated = try current.applying(body, mode: mode, knownCaseTypes: try Self.caseTypes(connection))
+                let caseTypes = try CaseTypeRow.all(connection)
+                let updated = try current.applying(body, mode: mode, knownCaseTypes: Set(caseTypes.map(\.key)))
+                if let types { try Self.checkMappings(body, updated, in: types, caseTypes: caseTypes) }
                 try connection.execute(
                     """
                     UPDATE firm_integrations SET settings = $2::jsonb, updated_at = now()
@@ -79,10 +121,6 @@ public struct StatusHandler: DatabaseHandler {
         ).single()
         guard let stored = try row.json("settings") as? [String: Any] else { return .defaults }
         return IntegrationSettings(stored: stored)
-    }
-
-    static func caseTypes(_ connection: Connection) throws -> Set<String> {
-        Set(try connection.execute("SELECT key FROM case_types").rows.map { try $0.string("key") })
     }
 
     /// The caller's integration row (if any) with its latest sync event, as exactly one row.
@@ -312,6 +350,8 @@ struct StatusAnswer: Encodable, Equatable {
     var webhookDelivery: WebhookDelivery
     var importProgress: ImportProgress?
     var failedLinks: FailedLinks
+    /// With `include=mappings` (StatusHandler+Mappings.swift).
+    var mappings: Mappings? = nil
 
     enum CodingKeys: String, CodingKey {
         case platform
@@ -335,5 +375,6 @@ struct StatusAnswer: Encodable, Equatable {
         case webhookDelivery = "webhook_delivery"
         case importProgress = "import"
         case failedLinks = "failed_links"
+        case mappings
     }
 }

@@ -9,8 +9,10 @@ import Smokeball
 ///
 /// - `POST {"matter_id", "action": "sync_matter"}` (any firm user), `{"action": "sync_matters",
 ///   "matter_ids": [...]}` and `{"action": "sync_all"}` (firm admins), `{"action": "pull_matters"}`
-///   (any firm user): enqueues the job in the request's own transaction, after every check, and
-///   answers 202 `{job_id, status}`. A worker does the work.
+///   (any firm user), `{"action": "retry", "job_id"}` (a failed job again, with the permission
+///   of the action that starts it), `{"action": "ensure_webhooks"}` (firm admins): enqueues the
+///   job in the request's own transaction, after every check, and answers 202 `{job_id,
+///   status}`. A worker does the work.
 /// - `GET ?job_id=`: the job's status, progress, estimated seconds left and result.
 /// - `GET [?matter_id=][&limit=][&cursor=]`: the matter's (or the firm's) sync history, newest
 ///   first, in pages joined by an opaque cursor.
@@ -93,13 +95,12 @@ public struct SyncHandler: DatabaseHandler {
         // the job's notification goes out only when it commits.
         let (firmID, job) = try database.transaction { connection in
             let caller = try Tenancy.enter(connection, userID: userID)
-            if wanted.needsFirmAdmin && !caller.isFirmAdmin {
-                throw HTTPError(
-                    .forbidden, code: "forbidden", "Only firm administrators can sync several matters at once")
+            if let refusal = wanted.firmAdminsOnly, !caller.isFirmAdmin {
+                throw HTTPError(.forbidden, code: "forbidden", refusal)
             }
             try Self.requireConnected(connection)
             try wanted.requireMatters(connection)
-            let jobID = try wanted.enqueue(connection)
+            let jobID = try wanted.enqueue(connection, isFirmAdmin: caller.isFirmAdmin)
             guard let job = try JobQueue.read(connection, jobID: jobID) else {
                 throw HTTPError.internalError(logDetail: "the enqueued job is not readable")
             }
@@ -265,7 +266,7 @@ public struct SyncHandler: DatabaseHandler {
         return Statement(
             """
             SELECT l.id, l.action, l.status, l.matter_id, l.upload_id, l.external_id, l.details, l.error_message,
-                   l.created_at, (extract(epoch FROM l.created_at) * 1000000)::bigint AS created_us
+                   l.job_id, l.created_at, (extract(epoch FROM l.created_at) * 1000000)::bigint AS created_us
             FROM integration_sync_logs l
             WHERE \(conditions.joined(separator: " AND "))
             ORDER BY l.created_at DESC, l.id DESC
@@ -283,6 +284,7 @@ public struct SyncHandler: DatabaseHandler {
             "details": try row.json("details"),
             "error_message": orNull(try row.optionalString("error_message")),
             "created_at": Timestamp.iso8601(try row.date("created_at")),
+            "job_id": orNull(try row.optionalUUID("job_id")?.uuidString.lowercased()),
         ]
     }
 }
@@ -333,8 +335,21 @@ enum SyncRequest: Equatable {
     case syncAll
     case pullMatters
     case importMatters
+    /// The failed (dead) job with this id, again.
+    case retry(UUID)
+    /// The firm's webhook subscription made sure of (the FAQ's "Re-register webhooks").
+    case ensureWebhooks
 
-    static let actions = ["sync_matter", "sync_matters", "sync_all", "pull_matters", "import_matters"]
+    static let actions = [
+        "sync_matter", "sync_matters", "sync_all", "pull_matters", "import_matters", "retry", "ensure_webhooks",
+    ]
+
+    /// The kinds `retry` re-runs, and whether the action that starts them is the firm admins'.
+    /// Other kinds (webhook events, the nightly reconciliation) the service retries itself.
+    static let retryableKinds: [String: Bool] = [
+        SyncJobs.syncMatter: false, SyncJobs.pullMatters: false, SyncJobs.pushContact: false,
+        SyncJobs.syncMatters: true, ImportMattersJob.kind: true, EnsureWebhookSubscriptionJob.kind: true,
+    ]
 
     init(body: [String: Any]) throws(HTTPError) {
         var action = "sync_matter"
@@ -348,6 +363,7 @@ enum SyncRequest: Equatable {
             switch action {
             case "sync_matter": ["action", "matter_id"]
             case "sync_matters": ["action", "matter_ids"]
+            case "retry": ["action", "job_id"]
             default: ["action"]
             }
         if let unknown = body.keys.sorted().first(where: { !fields.contains($0) }) {
@@ -384,6 +400,14 @@ enum SyncRequest: Equatable {
             self = .syncAll
         case "import_matters":
             self = .importMatters
+        case "retry":
+            guard let value = body["job_id"] else { throw Self.invalid("missing_field", "job_id is required") }
+            guard let text = value as? String, let id = UUID(uuidString: text) else {
+                throw Self.invalid("invalid_field", "job_id must be a uuid")
+            }
+            self = .retry(id)
+        case "ensure_webhooks":
+            self = .ensureWebhooks
         default:
             self = .pullMatters
         }
@@ -393,11 +417,13 @@ enum SyncRequest: Equatable {
         HTTPError(.badRequest, code: code, message)
     }
 
-    /// Bulk syncs are the firm admins'.
-    var needsFirmAdmin: Bool {
+    /// Bulk syncs and the webhook subscription are the firm admins': the refusal's message, nil
+    /// for any firm user (a retry is judged by its job's kind, in `enqueue`).
+    var firmAdminsOnly: String? {
         switch self {
-        case .syncMatters, .syncAll, .importMatters: true
-        case .syncMatter, .pullMatters: false
+        case .syncMatters, .syncAll, .importMatters: "Only firm administrators can sync several matters at once"
+        case .ensureWebhooks: "Only firm administrators can re-register webhooks"
+        case .syncMatter, .pullMatters, .retry: nil
         }
     }
 
@@ -408,7 +434,7 @@ enum SyncRequest: Equatable {
         switch self {
         case .syncMatter(let id): ids = [id]
         case .syncMatters(let list): ids = list
-        case .syncAll, .pullMatters, .importMatters: return
+        case .syncAll, .pullMatters, .importMatters, .retry, .ensureWebhooks: return
         }
         // Ids travel as one comma-separated text (no array parameters here); each is a UUID.
         let missing = try connection.execute(
@@ -427,7 +453,7 @@ enum SyncRequest: Equatable {
 
     /// Enqueues the job in the caller's transaction; the id of the pending job that will run it
     /// (a new one, or the pending one with the same key, which absorbs a repeated click).
-    func enqueue(_ connection: Connection) throws -> UUID {
+    func enqueue(_ connection: Connection, isFirmAdmin: Bool) throws -> UUID {
         switch self {
         case .syncMatter(let id):
             try JobQueue.enqueue(
@@ -447,6 +473,38 @@ enum SyncRequest: Equatable {
                 priority: .interactive)
         case .importMatters:
             try ImportMattersJob.enqueue(connection)
+        case .ensureWebhooks:
+            try EnsureWebhookSubscriptionJob.enqueue(connection)
+        case .retry(let id):
+            try Self.retry(connection, jobID: id, isFirmAdmin: isFirmAdmin)
         }
+    }
+
+    /// A new job with the failed one's kind, key, payload, priority and attempts (its key makes
+    /// it join a pending job doing the same). 404 for an unknown job or another firm's (row-level
+    /// security hides it), 409 `not_retryable` unless it is dead and of a kind retried here.
+    static func retry(_ connection: Connection, jobID: UUID, isFirmAdmin: Bool) throws -> UUID {
+        guard
+            let row = try connection.execute(
+                "SELECT kind, status FROM jobs WHERE id = $1 AND firm_id = app_current_firm()", [jobID]
+            ).first
+        else { throw SyncHandler.notFound("Job not found") }
+        let kind = try row.string("kind")
+        let status = try row.string("status")
+        guard let needsFirmAdmin = retryableKinds[kind] else {
+            throw HTTPError(.conflict, code: "not_retryable", "A \(kind) job is retried by the service itself")
+        }
+        guard status == Job.Status.dead.rawValue else {
+            throw HTTPError(.conflict, code: "not_retryable", "Only a failed job can be retried; this one is \(status)")
+        }
+        if needsFirmAdmin && !isFirmAdmin {
+            throw HTTPError(.forbidden, code: "forbidden", "Only firm administrators can retry this job")
+        }
+        return try connection.execute(
+            """
+            SELECT app_enqueue_job(j.kind, j.key, j.payload, j.priority, NULL::timestamptz, j.max_attempts, true) AS id
+            FROM jobs j WHERE j.id = $1 AND j.firm_id = app_current_firm()
+            """, [jobID]
+        ).single().uuid("id")
     }
 }

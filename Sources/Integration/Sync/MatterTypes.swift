@@ -49,7 +49,7 @@ public struct MatterTypeResolver: MatterTypeResolving {
             _ = try scope.enter(connection)
             return (try IntegrationSettings.current(connection), try Self.cached(connection))
         }
-        if let cached, cached.age < ttl, cached.sameAccount, cached.serves(settings.location) {
+        if let cached, cached.isFresh(for: settings.location, ttl: ttl) {
             return (settings, cached)
         }
         return (settings, try fetch(location: settings.location, scope: scope, session: session))
@@ -75,6 +75,12 @@ public struct MatterTypeResolver: MatterTypeResolving {
         return ResolvedMatterType(
             id: type.id, name: type.name, category: type.category, location: catalogue.location,
             clientRole: type.representativeOptions.first, source: source)
+    }
+
+    /// Why a `case_type_mappings` value is refused (the settings' validation) or flagged (the
+    /// status route's mappings): it names none of the firm's types.
+    static func unknownMapping(_ value: String) -> String {
+        "no Smokeball matter type named \"\(value)\""
     }
 
     /// The names a category's general type may have, in the order they are tried.
@@ -120,6 +126,19 @@ public struct MatterTypeResolver: MatterTypeResolving {
         var sameAccount: Bool
         /// Seconds since the types were fetched (by the database's clock, which every process shares).
         var age: TimeInterval
+        var fetchedAt: Date? = nil
+
+        /// Whether these types are the ones the firm has now for `setting` (whatever their age).
+        func isCurrent(for setting: String?) -> Bool { sameAccount && serves(setting) }
+
+        func isFresh(for setting: String?, ttl: TimeInterval) -> Bool { age < ttl && isCurrent(for: setting) }
+
+        /// What people choose from: the matter types (no lead types), by category then name.
+        var matterTypes: [CachedType] {
+            types.filter { !$0.isLead }.sorted {
+                ($0.category ?? "", $0.name.lowercased(), $0.id) < ($1.category ?? "", $1.name.lowercased(), $1.id)
+            }
+        }
 
         /// Whether these are the types for `setting` (nil: the firm's own state).
         func serves(_ setting: String?) -> Bool {
@@ -154,26 +173,29 @@ public struct MatterTypeResolver: MatterTypeResolving {
     }
 
     static func cached(_ connection: Connection) throws -> Catalogue? {
-        guard
-            let row = try connection.execute(
-                """
-                SELECT c.location, c.firm_location, c.types::text AS types,
-                       c.smokeball_account_id IS NOT DISTINCT FROM i.smokeball_account_id AS same_account,
-                       extract(epoch FROM now() - c.fetched_at)::float8 AS age
-                FROM smokeball_matter_type_cache c
-                LEFT JOIN firm_integrations i
-                    ON i.firm_id = c.firm_id AND i.platform = 'smokeball' AND i.firm_id = app_current_firm()
-                WHERE c.firm_id = app_current_firm()
-                """
-            ).first
-        else { return nil }
+        try connection.execute(cachedSQL).first.flatMap(cached(from:))
+    }
+
+    /// The firm's cached row (at most one); the status route reads it in its own pipeline.
+    static let cachedSQL = """
+        SELECT c.location, c.firm_location, c.types::text AS types,
+               c.smokeball_account_id IS NOT DISTINCT FROM i.smokeball_account_id AS same_account,
+               extract(epoch FROM now() - c.fetched_at)::float8 AS age, c.fetched_at
+        FROM smokeball_matter_type_cache c
+        LEFT JOIN firm_integrations i
+            ON i.firm_id = c.firm_id AND i.platform = 'smokeball' AND i.firm_id = app_current_firm()
+        WHERE c.firm_id = app_current_firm()
+        """
+
+    static func cached(from row: Row) throws -> Catalogue? {
         // A row this version cannot read is refetched rather than trusted.
         guard
             let types = try? JSONDecoder().decode([CachedType].self, from: Data(try row.string("types").utf8))
         else { return nil }
         return Catalogue(
             location: try row.string("location"), firmLocation: try row.optionalString("firm_location"),
-            types: types, sameAccount: try row.bool("same_account"), age: try row.double("age"))
+            types: types, sameAccount: try row.bool("same_account"), age: try row.double("age"),
+            fetchedAt: try row.date("fetched_at"))
     }
 
     /// Fetches the firm's types for its location (asking Smokeball for the firm's state unless
@@ -200,9 +222,9 @@ public struct MatterTypeResolver: MatterTypeResolving {
         let types = try session.client.matterTypes(location: location, access: session.access, lane: session.lane)
             .compactMap(CachedType.init)
         let json = String(decoding: try JSONEncoder().encode(types), as: UTF8.self)
-        try database.transaction { connection in
+        let fetchedAt = try database.transaction { connection in
             _ = try scope.enter(connection)
-            try connection.execute(
+            return try connection.execute(
                 """
                 INSERT INTO smokeball_matter_type_cache
                     (firm_id, smokeball_account_id, location, firm_location, types, fetched_at)
@@ -215,8 +237,12 @@ public struct MatterTypeResolver: MatterTypeResolving {
                 SET smokeball_account_id = EXCLUDED.smokeball_account_id, location = EXCLUDED.location,
                     firm_location = EXCLUDED.firm_location, types = EXCLUDED.types, fetched_at = EXCLUDED.fetched_at
                 WHERE smokeball_matter_type_cache.firm_id = app_current_firm()
-                """, [location, firmLocation, SQLValue.json(json)])
+                RETURNING fetched_at
+                """, [location, firmLocation, SQLValue.json(json)]
+            ).single().date("fetched_at")
         }
-        return Catalogue(location: location, firmLocation: firmLocation, types: types, sameAccount: true, age: 0)
+        return Catalogue(
+            location: location, firmLocation: firmLocation, types: types, sameAccount: true, age: 0,
+            fetchedAt: fetchedAt)
     }
 }
