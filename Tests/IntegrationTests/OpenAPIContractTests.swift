@@ -155,6 +155,12 @@ import Testing
         let json = "application/json"
         try recorder.send("GET", "status", token: admin, expect: 200)
         try recorder.send("GET", "status", token: user, expect: 200)
+        let unmapped = try recorder.send("GET", "status", query: "?include=mappings", token: user, expect: 200)
+        #expect(
+            ((unmapped.jsonObject["mappings"] as? [String: Any])?["error"] as? [String: Any])?["code"] as? String
+                == "not_connected")
+        try recorder.send("GET", "status", query: "?include=everything", token: user, expect: 400)
+        try recorder.send("GET", "status", query: "?include=mappings&refresh=maybe", token: user, expect: 400)
         try recorder.send("HEAD", "status", token: user, expect: 200)
         try recorder.send("GET", "status", expect: 401)
         try recorder.send("GET", "status", token: "not.a.jwt", expect: 401)
@@ -192,6 +198,10 @@ import Testing
             expect: 403)
         try recorder.send(
             "PATCH", "status", token: admin, body: recorder.json(["nope": 1]), contentType: json, expect: 400)
+        try recorder.send(
+            "PATCH", "status", token: admin,
+            body: recorder.json(["case_type_mappings": ["divorce_standard": "Divorce"]]),
+            contentType: json, expect: 409)
         try recorder.send("PUT", "status", token: admin, body: Array("{oops".utf8), contentType: json, expect: 400)
         try recorder.send(
             "PUT", "status", token: admin, body: Array("a=b".utf8), contentType: "text/plain", expect: 415)
@@ -245,6 +255,20 @@ import Testing
         #expect(landing.header("Location")?.contains("smokeball=connected") == true)
         let status = try recorder.send("GET", "status", token: admin, expect: 200)
         #expect(status.jsonObject["connected"] as? Bool == true)
+        let mapped = try recorder.send("GET", "status", query: "?include=mappings&refresh=1", token: admin, expect: 200)
+        let types = (mapped.jsonObject["mappings"] as? [String: Any])?["matter_types"] as? [Any]
+        #expect(types?.isEmpty == false)
+        let refused = try recorder.send(
+            "PATCH", "status", token: admin,
+            body: recorder.json(["case_type_mappings": ["divorce_standard": "No Such Matter Type"]]),
+            contentType: "application/json", expect: 422)
+        #expect(
+            (refused.jsonObject["error"] as? [String: Any])?["field"] as? String
+                == "case_type_mappings.divorce_standard")
+        try recorder.send(
+            "PATCH", "status", token: admin,
+            body: recorder.json(["case_type_mappings": ["divorce_standard": "Divorce"]]),
+            contentType: "application/json", expect: 200)
     }
 
     /// The sync route after connecting: a matter synced by the worker, its job and history.
@@ -277,6 +301,18 @@ import Testing
             "POST", "sync", token: user, body: recorder.json(["action": "pull_matters"]), contentType: json, expect: 202
         )
 
+        try recorder.send(
+            "POST", "sync", token: admin, body: recorder.json(["action": "ensure_webhooks"]), contentType: json,
+            expect: 202)
+        try recorder.send(
+            "POST", "sync", token: user, body: recorder.json(["action": "ensure_webhooks"]), contentType: json,
+            expect: 403)
+        try recorder.send(
+            "POST", "sync", token: user, body: recorder.json(["action": "retry", "job_id": jobID]), contentType: json,
+            expect: 409)
+        try recorder.send(
+            "POST", "sync", token: user, body: recorder.json(["action": "retry", "job_id": UUID().uuidString]),
+            contentType: json, expect: 404)
         try recorder.send("GET", "sync", query: "?job_id=nope", token: user, expect: 400)
         try recorder.send("GET", "sync", query: "?job_id=\(UUID().uuidString)", token: user, expect: 404)
         try recorder.send("GET", "sync", query: "?job_id=\(jobID)&limit=5", token: user, expect: 400)

@@ -37,8 +37,11 @@ def main():
     def validate(value, schema, where):
         validator = jsonschema.Draft202012Validator(schema, resolver=resolver, format_checker=checker)
         for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):
+            # For oneOf/anyOf, the branch that got deepest into the value says what is wrong.
+            while error.context:
+                error = max(error.context, key=lambda e: len(e.absolute_path))
             at = "/".join(str(part) for part in error.absolute_path) or "(root)"
-            problems.append(f"{where}: at {at}: {error.message[:400]}")
+            problems.append(f"{where}: at {at}: {error.message[:300]}")
 
     def resolve(node):
         while isinstance(node, dict) and "$ref" in node:
