@@ -50,11 +50,18 @@ import Testing
             #expect(first.header("X-Request-Id") == "e2e-1")
             #expect(first.jsonObject["connected"] as? Bool == false)
 
-            let put = try stack.service.send(
+            // A mapping is checked against the firm's Smokeball matter types, which this firm
+            // (never connected) cannot give: refused, nothing saved.
+            let mapping = try stack.service.send(
                 "PUT", Self.path, token: stack.adminToken,
                 body: Array(
                     #"{"auto_sync_on_matter_created": true, "case_type_mappings": {"divorce_standard": "Divorce"}}"#
                         .utf8),
+                contentType: "application/json")
+            #expect([409, 503].contains(mapping.status))
+            let put = try stack.service.send(
+                "PUT", Self.path, token: stack.adminToken,
+                body: Array(#"{"auto_sync_on_matter_created": true, "case_type_mappings": {}}"#.utf8),
                 contentType: "application/json")
             #expect(put.status == 200)
             let settings = put.jsonObject["settings"] as? [String: Any]
@@ -67,7 +74,7 @@ import Testing
 
             let after = try stack.service.send("GET", Self.path, token: stack.userToken)
             let stored = after.jsonObject["settings"] as? [String: Any]
-            #expect(stored?["case_type_mappings"] as? [String: String] == ["divorce_standard": "Divorce"])
+            #expect(stored?["case_type_mappings"] as? [String: String] == [:])
             #expect(stored?["auto_sync_on_approval"] as? Bool == true)
 
             // One JSON log line per request, with no token or query string in it. A worker writes

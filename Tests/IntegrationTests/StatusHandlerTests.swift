@@ -20,6 +20,10 @@ import Testing
             seed = try Seed(database)
             let users = try seed.firmWithUsers("Firm A")
             (firm, admin, standard) = (users.id, users.admin, users.standard)
+            // The mappings the tests save name these types (checked against the firm's catalogue).
+            try seed.cacheMatterTypes(
+                firm: firm,
+                ["Asylum", "Asylum (US)", "Asylum (custom)", "Adoption (custom)", "Probate", "Probate NY", "A-only"])
             handler = StatusHandler(
                 configuration: Configuration(
                     databaseURL: database.appURL, jwtSecret: Array(TestEnvironment.jwtSecret.utf8)))

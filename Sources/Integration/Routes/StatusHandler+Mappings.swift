@@ -90,13 +90,6 @@ public struct MatterTypeCatalogue: Sendable {
         }
     }
 
-    /// The types for `location`: `cached` while it is fresh for it, else fetched.
-    func types(cached: MatterTypeResolver.Catalogue?, location: String?, scope: any TenantScope) throws
-        -> MatterTypeResolver.Catalogue
-    {
-        if let cached, cached.isFresh(for: location, ttl: resolver.ttl) { return cached }
-        return try fetch(location: location, scope: scope)
-    }
 }
 
 /// A row of `case_types`: a case type and its built-in mapping.
@@ -173,7 +166,8 @@ extension StatusHandler {
     /// For an update that sets a `case_type_mappings` value: the firm's types to check the values
     /// against (for the location the update leaves). Nil when it sets none (other settings, or
     /// removals only): such an update needs no Smokeball. A firm admin's only; the update's
-    /// shape is checked (400) before Smokeball is asked.
+    /// values are checked (400) before Smokeball is asked, its case type keys in the update's own
+    /// transaction (this one reads no `case_types`, so the update's locking stays as it was).
     func typesForUpdate(_ body: [String: Any], mode: IntegrationSettings.UpdateMode, userID: UUID) throws
         -> MatterTypeResolver.Catalogue?
     {
@@ -184,12 +178,16 @@ extension StatusHandler {
             let caller = try Tenancy.enter(connection, userID: userID)
             guard caller.isFirmAdmin else { throw Self.notFirmAdmin }
             let updated = try IntegrationSettings.current(connection).applying(
-                body, mode: mode, knownCaseTypes: Set(try CaseTypeRow.all(connection).map(\.key)))
+                body, mode: mode, knownCaseTypes: Set(mappings.keys))
             return (updated.location, try MatterTypeResolver.cached(connection))
+        }
+        // A fresh cached list serves without Smokeball (and in a route without it).
+        if let cached, cached.isFresh(for: location, ttl: matterTypes?.resolver.ttl ?? MatterTypeResolver.defaultTTL) {
+            return cached
         }
         do {
             guard let matterTypes else { throw MatterTypeCatalogue.Failure.notConfigured }
-            return try matterTypes.types(cached: cached, location: location, scope: UserScope(userID: userID))
+            return try matterTypes.fetch(location: location, scope: UserScope(userID: userID))
         } catch let failure as MatterTypeCatalogue.Failure {
             throw failure.httpError
         }

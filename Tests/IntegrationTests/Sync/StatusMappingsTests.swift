@@ -246,3 +246,22 @@ import Testing
         }
     }
 }
+
+extension Seed {
+    /// A fresh cached catalogue for `firm` (location IL, the firm's own), one matter type per
+    /// name: a settings update that sets these names as mappings is checked without Smokeball.
+    func cacheMatterTypes(firm: UUID, _ names: [String]) throws {
+        let types = names.enumerated().map { index, name in
+            ["id": "type-\(index)", "name": name, "category": "Test", "type": 0, "representative_options": []]
+                as [String: Any]
+        }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: types), as: UTF8.self)
+        try asFirm(firm) { connection in
+            try connection.execute(
+                """
+                INSERT INTO smokeball_matter_type_cache (firm_id, location, firm_location, types)
+                VALUES ($1, 'IL', 'IL', $2::jsonb)
+                """, [firm, SQLValue.json(json)])
+        }
+    }
+}
