@@ -19,6 +19,8 @@ REQUIRED_PACKAGES=(
     chromium chromium-driver python3-selenium
     # What holds behind a transaction-mode pooler (docs/operations.md, "pgbouncer").
     pgbouncer
+    # The OpenAPI contract: the test's checker, and the venv scripts/test installs schemathesis in.
+    python3-yaml python3-jsonschema python3-venv
 )
 SOCKET_GROUP=www-data
 

@@ -332,7 +332,34 @@ struct WebhookEnvelope {
         guard !bytes.contains(0), let text = String(validating: bytes, as: UTF8.self) else {
             throw HTTPError(.badRequest, code: "invalid_json", "Request body must be JSON in UTF-8")
         }
+        // jsonb cannot hold a NUL either: the insert would fail as our error (500), not the sender's.
+        guard !holdsNULEscape(bytes) else {
+            throw HTTPError(
+                .badRequest, code: "invalid_value", "The request holds a value that cannot be stored (a NUL character)")
+        }
         return text
+    }
+
+    /// Whether JSON text (already parsed, so a backslash is always an escape) holds `\u0000`.
+    /// Each backslash escapes the byte after it, so `\\u0000` (a backslash, then text) is not one.
+    static func holdsNULEscape(_ bytes: ArraySlice<UInt8>) -> Bool {
+        bytes.withUnsafeBufferPointer { buffer in
+            var index = 0
+            while index + 5 < buffer.count {
+                guard buffer[index] == UInt8(ascii: "\\") else {
+                    index += 1
+                    continue
+                }
+                if buffer[index + 1] == UInt8(ascii: "u"), buffer[index + 2] == UInt8(ascii: "0"),
+                    buffer[index + 3] == UInt8(ascii: "0"), buffer[index + 4] == UInt8(ascii: "0"),
+                    buffer[index + 5] == UInt8(ascii: "0")
+                {
+                    return true
+                }
+                index += 2
+            }
+            return false
+        }
     }
 
     init(_ body: [String: Any], json: String) throws(HTTPError) {

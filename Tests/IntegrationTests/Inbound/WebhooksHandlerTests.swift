@@ -452,6 +452,31 @@ struct WebhookFixture {
         }
     }
 
+    @Test(
+        "A signed delivery with a \\u0000 escape anywhere in its JSON is 400 invalid_value and stores nothing (jsonb cannot hold it); an escaped backslash before u0000 is text and is stored"
+    )
+    func nulEscapes() throws {
+        try WebhookFixture.with { (fixture) throws in
+            let body = WebhookFixture.body()
+            for nul in [
+                body.replacingOccurrences(of: "Sale of Franchise", with: #"Sale\u0000"#),
+                body.replacingOccurrences(of: #""source": "API""#, with: #""source": "A\u0000PI""#),
+                body.replacingOccurrences(of: #""number": "10001""#, with: #""\u0000": 1"#),
+                body.replacingOccurrences(of: #""source": "API""#, with: #""source": "API", "extra": "\u0000""#),
+            ] {
+                let response = fixture.deliver(nul, headers: fixture.headers(ticks: DotNetTicks.from(Date())))
+                #expect(response.status.code == 400, "\(nul)")
+                #expect(WebhookFixture.errorCode(response) == "invalid_value")
+            }
+            #expect(try fixture.events().isEmpty)
+            #expect(try fixture.jobs().isEmpty)
+            let text = body.replacingOccurrences(of: "Sale of Franchise", with: #"C:\\u0000"#)
+            let stored = fixture.deliver(text, headers: fixture.headers(ticks: DotNetTicks.from(Date())))
+            #expect(WebhookFixture.status(stored) == "accepted")
+            #expect(try fixture.events().first?.string("payload").contains(#"C:\\u0000"#) == true)
+        }
+    }
+
     @Test("Only POST is served, and a body over 256 KiB is 413")
     func methodAndSize() throws {
         try WebhookFixture.with { (fixture) throws in
