@@ -26,12 +26,7 @@ import Testing
 
         static func start(binaries: String = TestEnvironment.binDirectory) throws -> Instance {
             let data = NSTemporaryDirectory() + "casehug-deploy-" + ServiceDatabase.randomSuffix()
-            let environment = [
-                "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
-                "PORT": String(try Processes.freePort()), "SANDBOX_PORT": String(try Processes.freePort()),
-                "RUN_PG_PORT": String(try Processes.freePort()), "CASEHUG_DATA_DIR": data,
-                "CASEHUG_BIN_DIR": binaries,
-            ]
+            let environment = try TestEnvironment.scriptsRunEnvironment(dataDirectory: data, binaries: binaries)
             do {
                 try Processes.runTool(runScript, ["--detach"], environment: environment)
             } catch {

@@ -101,12 +101,8 @@ import Testing
     func answersFollowTheDocument() throws {
         let data = NSTemporaryDirectory() + "casehug-openapi-" + ServiceDatabase.randomSuffix()
         let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/run").path
-        let environment = [
-            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
-            "PORT": String(try Processes.freePort()), "SANDBOX_PORT": String(try Processes.freePort()),
-            "RUN_PG_PORT": String(try Processes.freePort()), "CASEHUG_DATA_DIR": data,
-            "CASEHUG_BIN_DIR": TestEnvironment.binDirectory, "SANDBOX_DEMO_SEED": "0",
-        ]
+        let environment = try TestEnvironment.scriptsRunEnvironment(
+            dataDirectory: data, adding: ["SANDBOX_DEMO_SEED": "0"])
         defer {
             _ = try? Processes.runTool(script, ["--stop"], environment: environment)
             try? FileManager.default.removeItem(atPath: data)

@@ -405,12 +405,7 @@ import Testing
     @Test func scriptsRunPutsNoSecretOnAnyCommandLineAndGivesDemoEnvTheAppRole() throws {
         let data = NSTemporaryDirectory() + "casehug-run-" + ServiceDatabase.randomSuffix()
         let script = TestEnvironment.repositoryRoot.appendingPathComponent("scripts/run").path
-        let environment = [
-            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
-            "PORT": String(try Processes.freePort()), "SANDBOX_PORT": String(try Processes.freePort()),
-            "RUN_PG_PORT": String(try Processes.freePort()), "CASEHUG_DATA_DIR": data,
-            "CASEHUG_BIN_DIR": TestEnvironment.binDirectory,
-        ]
+        let environment = try TestEnvironment.scriptsRunEnvironment(dataDirectory: data)
         let watcher = CommandLineWatcher()
         watcher.start()
         var stopped = false

@@ -22,12 +22,7 @@ final class DemoInstance: Sendable {
 
     init() throws {
         data = NSTemporaryDirectory() + "casehug-page-" + ServiceDatabase.randomSuffix()
-        environment = [
-            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
-            "PORT": String(try Processes.freePort()), "SANDBOX_PORT": String(try Processes.freePort()),
-            "RUN_PG_PORT": String(try Processes.freePort()), "CASEHUG_DATA_DIR": data,
-            "CASEHUG_BIN_DIR": TestEnvironment.binDirectory, "DEMO_MODE": "1",
-        ]
+        environment = try TestEnvironment.scriptsRunEnvironment(dataDirectory: data, adding: ["DEMO_MODE": "1"])
         do {
             try Processes.runTool(Self.script, ["--detach"], environment: environment)
             demo = try ScriptsRunTests.readEnvFile(data + "/demo.env")

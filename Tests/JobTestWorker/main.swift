@@ -18,6 +18,19 @@ struct RecordingHandler: JobHandler {
         /// Reported as done of total just before an attempt that gets through returns.
         var progressTotal: Int?
 
+        /// What the payload asks of this attempt: block for good, sleep, or fail.
+        func behave(attempt: Int) throws {
+            if attempt <= blockAttempts ?? 0 {
+                while true { sleep(60) }
+            }
+            if let milliseconds = sleepMilliseconds { usleep(UInt32(milliseconds) * 1000) }
+            if attempt <= failAttempts ?? 0 {
+                throw JobError(
+                    JobError.Code(rawValue: "test_failure"), "attempt \(attempt) failed on purpose",
+                    retryable: failRetryable ?? true)
+            }
+        }
+
         enum CodingKeys: String, CodingKey {
             case blockAttempts = "block_attempts"
             case sleepMilliseconds = "sleep_ms"
@@ -36,15 +49,7 @@ struct RecordingHandler: JobHandler {
     func run(_ job: Job, _ context: JobContext) throws -> (any Encodable & Sendable)? {
         let payload = try job.payload(Payload.self)
         try event("started", job, context)
-        if job.attempts <= payload.blockAttempts ?? 0 {
-            while true { sleep(60) }
-        }
-        if let milliseconds = payload.sleepMilliseconds { usleep(UInt32(milliseconds) * 1000) }
-        if job.attempts <= payload.failAttempts ?? 0 {
-            throw JobError(
-                JobError.Code(rawValue: "test_failure"), "attempt \(job.attempts) failed on purpose",
-                retryable: payload.failRetryable ?? true)
-        }
+        try payload.behave(attempt: job.attempts)
         try event("effect", job, context)
         if let total = payload.progressTotal { context.report(JobProgress(done: total, total: total)) }
         return Result(attempt: job.attempts)
@@ -124,15 +129,7 @@ struct RecordingEventHandler: JobHandler {
             ).single().string("p")
         }
         let payload = try JSONDecoder().decode(RecordingHandler.Payload.self, from: Data(payloadJSON.utf8))
-        if job.attempts <= payload.blockAttempts ?? 0 {
-            while true { sleep(60) }
-        }
-        if let milliseconds = payload.sleepMilliseconds { usleep(UInt32(milliseconds) * 1000) }
-        if job.attempts <= payload.failAttempts ?? 0 {
-            throw JobError(
-                JobError.Code(rawValue: "test_failure"), "attempt \(job.attempts) failed on purpose",
-                retryable: payload.failRetryable ?? true)
-        }
+        try payload.behave(attempt: job.attempts)
         try context.database.transaction { connection in
             _ = try context.scope.enter(connection)
             try connection.execute(

@@ -31,6 +31,19 @@ enum TestEnvironment {
         variables["MIGRATIONS_DIR"] ?? repositoryRoot.appendingPathComponent("migrations").path
     }
 
+    /// The environment of a `scripts/run` instance of a test's own, next to any other: free HTTP,
+    /// sandbox and cluster ports, its own data directory, the given executables (no build).
+    static func scriptsRunEnvironment(
+        dataDirectory: String, binaries: String = binDirectory, adding extra: [String: String] = [:]
+    ) throws -> [String: String] {
+        [
+            "PATH": variables["PATH"] ?? "/usr/bin:/bin",
+            "PORT": String(try Processes.freePort()), "SANDBOX_PORT": String(try Processes.freePort()),
+            "RUN_PG_PORT": String(try Processes.freePort()), "CASEHUG_DATA_DIR": dataDirectory,
+            "CASEHUG_BIN_DIR": binaries,
+        ].merging(extra) { _, added in added }
+    }
+
     /// The HS256 secret test tokens are signed with (the service under test gets the same).
     static let jwtSecret = "integration-test-secret-0123456789abcdef-XYZ"
     static let appPassword = "integration-test-app-password-9f8e7d"
