@@ -35,11 +35,17 @@ public enum Processes {
     }
 
     /// Polls `condition` every 20 ms until it holds or `timeout` passes; whether it held.
+    ///
+    /// It blocks its thread between checks instead of suspending. Swift Testing runs tests on the
+    /// cooperative pool, as wide as the cores (2 here), and the long synchronous end-to-end tests
+    /// hold its threads for minutes: a suspended poll then waited that long to resume, and its
+    /// test failed on its own deadline with the condition long true (StopDrainTests, in the full
+    /// suite). Blocking keeps a test that has started running until it ends.
     public static func poll(_ timeout: Duration, _ condition: () throws -> Bool) async rethrows -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
+            usleep(20_000)
         }
         return try condition()
     }
