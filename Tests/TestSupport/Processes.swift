@@ -86,23 +86,44 @@ public enum Processes {
         return text
     }
 
-    /// A loopback TCP port nothing listens on right now.
+    /// Where the next `freePort` search starts. Ports come from below the kernel's ephemeral
+    /// range (32768–60999 on Linux by default), and each is handed out once per test process.
+    /// A port from `bind(0)` came from that range: while a test started its server, another
+    /// test's probe or a client connection's source port could take the same port, and a
+    /// request then reached another test's server (PartnerRateLimitTests got a 404 from one in
+    /// CI). The start depends on the process id, so two test runs on one machine search apart.
+    private static let nextPort = Locked(20_000 + Int(getpid() % 24) * 500)
+    private static let portRange = 20_000..<32_000
+
+    /// A loopback TCP port nothing listens on or uses right now, never handed out before by
+    /// this process.
     public static func freePort() throws -> Int {
+        try nextPort.withLock { next in
+            for _ in 0..<portRange.count {
+                let port = next
+                next = next + 1 < portRange.upperBound ? next + 1 : portRange.lowerBound
+                if isUnused(port) { return port }
+            }
+            throw HarnessError("no free loopback port in \(portRange)")
+        }
+    }
+
+    /// Whether a probe socket binds 127.0.0.1:`port` without SO_REUSEADDR: nothing listens on
+    /// it and no connection (or TIME_WAIT) holds it.
+    static func isUnused(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
-        guard bound == 0 else { throw HarnessError("cannot bind a probe socket") }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound == 0
     }
 
     /// Direct children of `pid` (a supervisor's pre-forked workers).
