@@ -57,7 +57,8 @@ public enum QueryString {
     /// `a=1&b=x%20y&a=2` → `[("a", "1"), ("b", "x y"), ("a", "2")]`. Pairs whose name is empty
     /// or does not decode are skipped; a value that does not decode is empty.
     public static func items(_ string: some StringProtocol) -> [(String, String)] {
-        string.split(separator: "&", omittingEmptySubsequences: true).compactMap { pair in
+        guard !string.isEmpty else { return [] }
+        return string.split(separator: "&", omittingEmptySubsequences: true).compactMap { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = PercentEncoding.decode(parts[0]), !name.isEmpty else { return nil }
             return (name, parts.count > 1 ? (PercentEncoding.decode(parts[1]) ?? "") : "")
@@ -66,6 +67,7 @@ public enum QueryString {
 
     /// `items` as a dictionary; the first occurrence of a name wins.
     public static func dictionary(_ string: some StringProtocol) -> [String: String] {
+        guard !string.isEmpty else { return [:] }
         var result: [String: String] = [:]
         for (name, value) in items(string) where result[name] == nil { result[name] = value }
         return result

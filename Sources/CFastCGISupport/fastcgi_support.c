@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -69,4 +70,28 @@ int fastcgi_support_wait_readable_for(int fd, int timeout_ms) {
 
 int fastcgi_support_set_parent_death_signal(int signal) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0UL, 0UL, 0UL);
+}
+
+void fastcgi_support_finish(FCGX_Request *request) {
+    int keep = request->keepConnection;
+    if (request->in) {
+        // As FCGX_Finish_r: flush and end the answer's streams (FCGI_END_REQUEST).
+        if (FCGX_FClose(request->err) != 0) keep = 0;
+        if (FCGX_FClose(request->out) != 0) keep = 0;
+        if (FCGX_GetError(request->in) != 0) keep = 0;
+        // The end of the web server's input (its empty FCGI_STDIN record) is read, so what it
+        // sent is not left unread when the connection closes. Bounded: a body refused unread
+        // (413) is not read through to its end; its connection closes with it unread, which a
+        // Unix socket reports to the web server only after the answer.
+        char rest[4096];
+        for (int chunk = 0; keep == 0 && chunk < 16; chunk++) {
+            if (FCGX_GetStr(rest, (int)sizeof rest, request->in) <= 0) break;
+        }
+    }
+    int fd = request->ipcFd;
+    FCGX_Free(request, 0);
+    if (keep) return;
+    if (fd >= 0) close(fd);
+    request->ipcFd = -1;
+    request->detached = 0;
 }

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// An HTTP response written back to nginx as a CGI response (`Status:` line, headers, body).
@@ -5,6 +6,10 @@ public struct Response: Sendable {
     public var status: HTTPStatus
     public var headers: [(String, String)]
     public var body: [UInt8]
+    /// Not sent: facts the runtime adds to the request's log line (one line per request, with
+    /// its request id), so a handler need not write a line of its own. Safe fields only, as for
+    /// `Logger`.
+    public var logFields: [String: any Sendable] = [:]
 
     public init(status: HTTPStatus = .ok, headers: [(String, String)] = [], body: [UInt8] = []) {
         self.status = status
@@ -77,7 +82,7 @@ public struct Response: Sendable {
     }
 
     public func header(_ name: String) -> String? {
-        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+        headers.first { ASCIICase.equal($0.0, name) }?.1
     }
 
     /// The CGI response bytes. Header values lose CR and LF so no handler can split a response.
@@ -111,12 +116,11 @@ public struct Response: Sendable {
         where equal(name, reserved) {
             return true
         }
-        return name.utf8.count >= 8 && equal(String(name.prefix(8)), "X-Accel-")
+        return name.utf8.count >= 8 && ASCIICase.equal(name.prefix(8), "X-Accel-")
     }
 
-    static func equal(_ name: String, _ other: String) -> Bool {
-        name.caseInsensitiveCompare(other) == .orderedSame
-    }
+    /// Header names are tokens (ASCII): compared as such.
+    static func equal(_ name: String, _ other: String) -> Bool { ASCIICase.equal(name, other) }
 
     /// RFC 9110's token: what a header name may be.
     static func isToken(_ name: String) -> Bool {

@@ -149,12 +149,14 @@ public enum FastCGIServer {
                 _ = FCGX_PutStr(pointer, Int32(buffer.count), request.pointer.pointee.out)
             }
         }
-        FCGX_Finish_r(request.pointer)
-        var fields: [String: any Sendable] = [
-            "method": parsed.method, "path": parsed.path, "status": response.status.code,
-            "duration_ms": Double((monotonicNanoseconds() - started) / 1000) / 1000,
-            "request_id": parsed.requestID,
-        ]
+        fastcgi_support_finish(request.pointer)
+        // The handler's own facts first (its outcome, the firm), then the runtime's, which win.
+        var fields = response.logFields
+        fields["method"] = parsed.method
+        fields["path"] = parsed.path
+        fields["status"] = response.status.code
+        fields["duration_ms"] = Double((monotonicNanoseconds() - started) / 1000) / 1000
+        fields["request_id"] = parsed.requestID
         if let failure {
             fields["error"] = failure.code
             if let detail = failure.logDetail { fields["detail"] = detail }
@@ -169,9 +171,10 @@ public enum FastCGIServer {
         var params: [String: String] = [:]
         if var cursor = request.pointee.envp {
             while let entry = cursor.pointee {
-                let pair = String(cString: entry)
-                if let equals = pair.firstIndex(of: "=") {
-                    params[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+                // NAME=value: split at the first "=" byte, without decoding the entry as a whole.
+                if let equals = strchr(entry, Int32(UInt8(ascii: "="))) {
+                    let nameBytes = UnsafeRawBufferPointer(start: entry, count: entry.distance(to: equals))
+                    params[String(decoding: nameBytes, as: UTF8.self)] = String(cString: equals + 1)
                 }
                 cursor += 1
             }

@@ -1,3 +1,4 @@
+import Basics
 import CCurl
 import Foundation
 
@@ -57,7 +58,7 @@ public struct HTTPResponse: Sendable {
 
     /// First header with this name, compared case-insensitively.
     public func header(_ name: String) -> String? {
-        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+        headers.first { ASCIICase.equal($0.0, name) }?.1
     }
 
     public func json() throws -> Any {

@@ -145,3 +145,17 @@ import Testing
         #expect(JSONBoolean.value(1) == nil)
     }
 }
+
+@Suite struct ASCIICaseTests {
+    @Test(
+        "ASCII letters compare without regard to case; every other byte, and the length, must match",
+        arguments: [
+            ("Content-Type", "content-type", true), ("X-ACCEL-", "x-accel-", true), ("", "", true),
+            ("Status", "Statu", false), ("Status", "Status ", false), ("A", "B", false), ("[", "{", false),
+            ("É", "é", false), ("é", "é", true), ("@", "`", false),
+        ])
+    func comparesASCIICaseInsensitively(a: String, b: String, equal: Bool) {
+        #expect(ASCIICase.equal(a, b) == equal)
+        #expect(ASCIICase.equal(b, a) == equal)
+    }
+}

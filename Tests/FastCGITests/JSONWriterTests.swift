@@ -81,3 +81,43 @@ import Testing
         #expect(abs(parsed.timeIntervalSinceNow) < 5)
     }
 }
+
+@Suite struct LoggerLineTests {
+    static func parse(_ line: [UInt8]) throws -> [String: Any] {
+        #expect(line.last == UInt8(ascii: "\n"))
+        #expect(line.filter { $0 == UInt8(ascii: "\n") }.count == 1)
+        return try #require(try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])
+    }
+
+    @Test("A log line is one JSON object: the base keys, then the fields")
+    func lineHoldsBaseKeysAndFields() throws {
+        let line = Logger(route: "webhooks").line(
+            level: "info", event: "request", fields: ["status": 200, "path": "/a\"b\n", "ratio": 0.5],
+            timestamp: "2026-11-30T04:00:00.000Z", pid: 42)
+        let object = try Self.parse(line)
+        #expect(object["ts"] as? String == "2026-11-30T04:00:00.000Z")
+        #expect(object["level"] as? String == "info")
+        #expect(object["event"] as? String == "request")
+        #expect(object["route"] as? String == "webhooks")
+        #expect(object["pid"] as? Int == 42)
+        #expect(object["status"] as? Int == 200)
+        #expect(object["path"] as? String == "/a\"b\n")
+        #expect(object["ratio"] as? Double == 0.5)
+        #expect(object.count == 8)
+    }
+
+    @Test("A field named like a base key replaces it, and a field JSON cannot express drops the fields, not the line")
+    func overridesAndDroppedFields() throws {
+        let logger = Logger(route: "status")
+        let replaced = try Self.parse(
+            logger.line(level: "info", event: "request", fields: ["route": "other"], timestamp: "t", pid: 1))
+        #expect(replaced["route"] as? String == "other")
+        #expect(replaced.count == 5)
+        let dropped = try Self.parse(
+            logger.line(
+                level: "warning", event: "odd", fields: ["value": Double.nan, "kept": "no"], timestamp: "t", pid: 1))
+        #expect(dropped["fields_dropped"] as? Bool == true)
+        #expect(dropped["event"] as? String == "odd")
+        #expect(dropped["value"] == nil && dropped["kept"] == nil)
+    }
+}

@@ -167,6 +167,32 @@ struct RuntimeProcessTests {
         await server.terminate()
     }
 
+    @Test("A worker closes a finished connection itself at once, never waiting for the web server to close first")
+    func workerClosesFinishedConnection() async throws {
+        let server = try HelloProcess(workers: 1)
+        do {
+            try await server.waitUntilReady(workers: 1)
+            let connection = try StopDrainTests.Connection(path: server.socketPath)
+            try connection.write(StopDrainTests.Connection.begin + StopDrainTests.Connection.rest(Self.helloParams))
+            // To the end of the answer, our side left open (not even half-closed).
+            var answer: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(connection.fd, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                answer += buffer[..<count]
+            }
+            #expect(String(decoding: answer, as: UTF8.self).contains("Status: 200 OK"))
+            // The end came from the worker's close, not from a half-close after which it lingers
+            // reading (libfcgi's own finish, up to 2 s per request): a byte sent now has no reader.
+            var byte: UInt8 = 0
+            let sent = send(connection.fd, &byte, 1, Int32(MSG_NOSIGNAL))
+            let error = errno
+            #expect(sent == -1 && error == EPIPE, "sent \(sent), errno \(error)")
+        }
+        await server.terminate()
+    }
+
     @Test func idleWorkersStopOnSIGTERMWithoutBeingKilled() async throws {
         let server = try HelloProcess(workers: 4)
         do {

@@ -59,7 +59,6 @@ struct StopDrainTests {
                 guard count > 0 else { break }
                 answer += buffer[..<count]
             }
-            // libfcgi waits (up to 2 s) for the client to close before it takes the next one.
             shutdown(fd, Int32(SHUT_RDWR))
             return String(decoding: answer, as: UTF8.self)
         }
