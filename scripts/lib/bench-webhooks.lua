@@ -9,7 +9,7 @@
 -- BENCH_SUBSCRIPTION_ID, BENCH_RESULT (a file the totals are written to).
 local bit = require("bit")
 local band, bor, bxor, bnot = bit.band, bit.bor, bit.bxor, bit.bnot
-local rshift, lshift, ror, tobit = bit.rshift, bit.lshift, bit.ror, bit.tobit
+local rshift, lshift, ror, tobit, tohex = bit.rshift, bit.lshift, bit.ror, bit.tobit, bit.tohex
 local byte, char, format = string.byte, string.char, string.format
 
 local K = {
@@ -60,8 +60,9 @@ local function compress(h, s, at)
 end
 
 -- SHA-256 of `message`, continuing from `state` after `prefixBytes` bytes (a precomputed
--- HMAC pad block), as 32 raw bytes.
-local function sha256(message, state, prefixBytes)
+-- HMAC pad block), as 32 raw bytes, or as 64 lowercase hex digits with `asHex` (straight from
+-- the state words: wrk shares this machine's cores with what it measures).
+local function sha256(message, state, prefixBytes, asHex)
     local h = { state[1], state[2], state[3], state[4], state[5], state[6], state[7], state[8] }
     local length = (prefixBytes + #message) * 8
     local padded = message .. "\128" .. string.rep("\0", (55 - #message) % 64)
@@ -69,6 +70,10 @@ local function sha256(message, state, prefixBytes)
     padded = padded .. "\0\0\0\0" .. char(band(rshift(length, 24), 255), band(rshift(length, 16), 255),
         band(rshift(length, 8), 255), band(length, 255))
     for at = 1, #padded, 64 do compress(h, padded, at) end
+    if asHex then
+        return tohex(h[1], 8) .. tohex(h[2], 8) .. tohex(h[3], 8) .. tohex(h[4], 8) .. tohex(h[5], 8)
+            .. tohex(h[6], 8) .. tohex(h[7], 8) .. tohex(h[8], 8)
+    end
     local out = {}
     for i = 1, 8 do
         local v = h[i]
@@ -92,7 +97,7 @@ local function hmacKeyed(key)
     compress(inner, ipad, 1)
     compress(outer, opad, 1)
     return function(message)
-        return hex(sha256(sha256(message, inner, 64), outer, 64))
+        return sha256(sha256(message, inner, 64), outer, 64, true)
     end
 end
 

@@ -53,6 +53,39 @@ public struct JobQueue: Sendable {
     /// Wakes the workers, sent after the COMMIT of a transaction that enqueued with `notify: false`.
     public static var notifyStatement: Statement { Statement("SELECT pg_notify($1, '')", [channel]) }
 
+    /// The advisory lock a worker holds, shared, while it waits for webhook events
+    /// (`waitingForWebhookEvents`). A constant of this project's: "CHWE" (CaseHug webhook events).
+    static let webhookEventWaitersLock: Int64 = 0x4348_5745
+
+    /// Wakes the workers waiting for webhook events, sent after the COMMIT that stored one: it
+    /// notifies only while a worker waits. A notification is not free: PostgreSQL serialises
+    /// notifying transactions under one lock and signals every listener, and under load (every
+    /// worker busy, so none needs waking) it cost about a sixth of `scripts/bench webhooks`. The
+    /// exclusive try fails while a waiter holds the lock shared (or, for a moment, while another
+    /// delivery's try holds it: one notification too many, never one too few).
+    ///
+    /// Why no event is left waiting: a worker takes the lock before it looks for due events. If
+    /// this try succeeded, no worker held the lock when it ran, after this event's COMMIT; so any
+    /// worker that waits took the lock later, and its look finds the event.
+    public static var wakeWebhookEventWorkersStatement: Statement {
+        Statement(
+            "SELECT pg_notify($1, '') WHERE NOT pg_try_advisory_xact_lock($2::bigint)",
+            [channel, webhookEventWaitersLock])
+    }
+
+    /// Runs `body` (a worker's look for due work, then its wait) holding the waiters' lock shared
+    /// on `listener`, the worker's listening session: deliveries stored meanwhile notify
+    /// (`wakeWebhookEventWorkersStatement`). A session that ends releases it with everything else.
+    public static func waitingForWebhookEvents<T>(_ listener: Connection, _ body: () throws -> T) throws -> T {
+        _ = try listener.execute("SELECT pg_advisory_lock_shared($1::bigint)", [webhookEventWaitersLock])
+        // Notifications libpq read while the lock was taken: what they announced is committed,
+        // so the look that follows finds it.
+        _ = try listener.notifications()
+        let result = try body()
+        _ = try listener.execute("SELECT pg_advisory_unlock_shared($1::bigint)", [webhookEventWaitersLock])
+        return result
+    }
+
     /// Makes a dead job of the transaction's firm pending again with its attempts reset. Returns
     /// the id of the pending job that will do the work (this one, or one that superseded it);
     /// nil for an unknown job, another firm's, or one that is not dead.

@@ -129,6 +129,12 @@ public final class WorkerLoop {
     /// Sleeps until a notification, the next job's due time, the next scheduled time, or a stop
     /// request.
     private func sleepUntilDue(_ listener: Connection) throws {
+        // Deliveries notify only while a worker waits for events (`JobQueue.waitingForWebhookEvents`).
+        guard claimsWebhookEvents else { return try waitForDueWork(listener) }
+        try JobQueue.waitingForWebhookEvents(listener) { try waitForDueWork(listener) }
+    }
+
+    private func waitForDueWork(_ listener: Connection) throws {
         let queued = try queue.nextDue(kinds: kinds)
         let event = claimsWebhookEvents ? try queue.nextWebhookEventDue() : nil
         let scheduled = schedulers.isEmpty ? nil : nextSchedule.timeIntervalSinceNow

@@ -69,10 +69,6 @@ public struct WebhooksHandler: DatabaseHandler {
     /// The connection's firm and keys, found by account before any tenant is set (migration 035).
     static let connectionSQL = "SELECT firm_id, webhook_secret, previous_webhook_secret FROM app_webhook_connection($1)"
 
-    /// The same, binding the firm only while `$2`, the sealed key a delivery matched, is still one
-    /// of the connection's (migration 042): otherwise the insert that follows stores nothing.
-    static let bindSQL = "SELECT firm_id, key_current FROM app_webhook_bind($1, $2)"
-
     public func handle(_ request: Request, _ context: RequestContext) throws -> Response {
         guard request.method == "POST" else { throw HTTPError.methodNotAllowed(allowed: ["POST"]) }
         guard request.body.count <= Self.maxBodyBytes else {
@@ -83,9 +79,9 @@ public struct WebhooksHandler: DatabaseHandler {
         guard let clientID else { throw ConnectHandler.notConfigured }
         let signed = SignedHeaders(request)
         // One round trip when this process holds the connection's keys from an earlier delivery
-        // (`WebhookKeyCache`): the transaction that stores the event confirms in its first
-        // statement that the key that matched is still the connection's. Otherwise two: the keys
-        // are read first (docs/inbound.md, "Benchmarks").
+        // (`WebhookKeyCache`): the statement that stores the event first confirms that the key
+        // that matched is still the connection's. Otherwise two: the keys are read first
+        // (docs/inbound.md, "Benchmarks").
         var cached = keyCache.entry(for: envelope.accountID)
         var outcome: Outcome?
         for _ in 0..<3 where outcome == nil {
@@ -122,15 +118,12 @@ public struct WebhooksHandler: DatabaseHandler {
                 recordRefused(rejection, log: context.log)
                 throw Self.unauthorized
             }
-            let eventID = UUID()
             let sealedKey = connection.keys[delivery.keyIndex].sealed
+            // Stored and committed, then the waiting workers woken, in one round trip.
             let results = try database.pipelinedTransaction(
-                [
-                    Statement(Self.bindSQL, [envelope.accountID, sealedKey]),
-                    try Self.record(envelope, delivery, eventID, connection.firmID),
-                ],
-                afterCommit: [JobQueue.notifyStatement])
-            guard let bound = results[0].first, try bound.uuid("firm_id") == connection.firmID else {
+                [Self.record(envelope, delivery, sealedKey: sealedKey)],
+                afterCommit: [JobQueue.wakeWebhookEventWorkersStatement])
+            guard let stored = results[0].first, try stored.uuid("firm_id") == connection.firmID else {
                 // Disconnected (or reconnected by another firm) meanwhile: the insert required
                 // this firm, so nothing was stored.
                 keyCache.forget(envelope.accountID)
@@ -138,7 +131,7 @@ public struct WebhooksHandler: DatabaseHandler {
                 outcome = .ignored
                 break
             }
-            guard try bound.bool("key_current") else {
+            guard try stored.bool("key_current") else {
                 // The key changed since it was read (a reconnect, keys sealed anew): nothing was
                 // stored; read the connection again.
                 keyCache.forget(envelope.accountID)
@@ -146,24 +139,27 @@ public struct WebhooksHandler: DatabaseHandler {
             }
             if fresh { keyCache.remember(envelope.accountID, connection) }
             let firm = connection.firmID.uuidString.lowercased()
-            if try results[1].first?.uuid("id") == eventID {
+            if let eventID = try stored.optionalUUID("event_id") {
                 outcome = .recorded(firm, eventID)
             } else {
                 outcome = .duplicate(firm)
             }
         }
         guard let outcome else { throw Self.connectionChanging }
+        // The outcome goes on the request's own log line (with its request id).
+        var response = Response(
+            headers: [("Content-Type", "application/json")], body: Array(#"{"status":"\#(outcome.status)"}"#.utf8))
+        response.logFields = ["webhook": outcome.status, "event_type": envelope.type]
         switch outcome {
         case .ignored:
-            context.log.info("webhook_ignored", ["account_id": envelope.accountID, "event_type": envelope.type])
+            response.logFields["account_id"] = envelope.accountID
         case .duplicate(let firm):
-            context.log.info("webhook_duplicate", ["firm_id": firm, "event_type": envelope.type])
+            response.logFields["firm_id"] = firm
         case .recorded(let firm, let eventID):
-            context.log.info(
-                "webhook_received",
-                ["firm_id": firm, "event_type": envelope.type, "event_id": eventID.uuidString.lowercased()])
+            response.logFields["firm_id"] = firm
+            response.logFields["event_id"] = eventID.uuidString.lowercased()
         }
-        return Response.json(["status": outcome.status])
+        return response
     }
 
     enum Outcome {
@@ -219,31 +215,22 @@ public struct WebhooksHandler: DatabaseHandler {
         }
     }
 
-    /// Inserts the event as `eventID` unless it is a duplicate; answers one row (`id`) then, none
-    /// for a duplicate. The stored event is its own work item (migration 045: the worker claims
-    /// unprocessed events), so nothing else is written. The unique dedupe key settles concurrent
-    /// duplicates (one insert wins, the others do nothing). The workers are notified after the
-    /// COMMIT (`JobQueue.notifyStatement`).
+    /// Stores the delivery (migration 046, `app_webhook_record`): binds the firm of
+    /// the envelope's account only while `sealedKey`, the sealed key the signature matched, is still one of
+    /// the connection's, and then inserts the event unless it is a duplicate. One row
+    /// (`firm_id`, `key_current`, `event_id`: null for a duplicate or a key no longer current);
+    /// none when no firm has the account connected. The stored event is its own work item
+    /// (migration 045: the worker claims unprocessed events), so nothing else is written. The
+    /// unique dedupe key settles concurrent duplicates (one insert wins, the others do nothing).
     static func record(
-        _ envelope: WebhookEnvelope, _ delivery: SignedHeaders.Verified, _ eventID: UUID, _ firmID: UUID
-    ) throws -> Statement {
+        _ envelope: WebhookEnvelope, _ delivery: SignedHeaders.Verified, sealedKey: [UInt8]
+    ) -> Statement {
         Statement(
-            """
-            INSERT INTO smokeball_webhook_events (
-                id, firm_id, event_type, resource_type, resource_id, payload, subscription_id,
-                smokeball_request_id, event_timestamp_ticks, dedupe_key)
-            SELECT $9, app_current_firm(), $1, $2, $3, $4::jsonb -> 'payload', $5, $6, $7, $8
-            WHERE app_current_firm() = $10::uuid AND NOT EXISTS (
-                SELECT 1 FROM smokeball_webhook_events e
-                WHERE e.firm_id = app_current_firm() AND e.smokeball_request_id = $6 AND e.event_type = $1
-                    AND e.subscription_id = $5 AND e.event_timestamp_ticks = $7
-                    AND e.resource_id IS NOT DISTINCT FROM $3)
-            ON CONFLICT (firm_id, dedupe_key) DO NOTHING
-            RETURNING id
-            """,
+            "SELECT firm_id, key_current, event_id FROM app_webhook_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             [
-                envelope.type, envelope.resourceType, envelope.resourceID, SQLValue.json(envelope.json),
-                envelope.subscriptionID, delivery.requestID, envelope.timestamp, delivery.dedupeKey, eventID, firmID,
+                envelope.accountID, sealedKey, envelope.type, envelope.resourceType, envelope.resourceID,
+                SQLValue.json(envelope.json), envelope.subscriptionID, delivery.requestID, envelope.timestamp,
+                delivery.dedupeKey,
             ])
     }
 }

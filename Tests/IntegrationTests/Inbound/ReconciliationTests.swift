@@ -421,10 +421,14 @@ struct ReconciliationTests {
                     "SITE_URL": "https://casehug.test", "RECONCILIATION_TIME": time, "PATH": "/usr/bin:/bin",
                 ]))
             var children: [pid_t] = []
-            try Processes.waitFor("both workers to listen", timeout: 30) {
+            // Asleep: each worker holds the waiters' lock while it waits (JobQueue.waitingForWebhookEvents).
+            try Processes.waitFor("both workers to wait", timeout: 30) {
                 children = Array(Processes.childPIDs(of: worker.process.processIdentifier))
                 return try rig.flow.seed.connection.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN casehug_jobs'"
+                    """
+                    SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = $1::oid
+                        AND objsubid = 1 AND mode = 'ShareLock' AND granted
+                    """, [JobQueue.webhookEventWaitersLock]
                 ).rowCount == 2
             }
             #expect(try rig.runs().isEmpty)

@@ -168,6 +168,45 @@ import Testing
     }
 
     @Test(
+        "deliveries through the route at seeded random moments around an idle worker's looks and sleeps are each processed without waiting for its poll"
+    )
+    func deliveriesNeverWaitForThePoll() throws {
+        try WebhookFixture.with { fixture in
+            try fixture.database.admin().executeScript(
+                """
+                CREATE TABLE job_test_events (
+                    job_id uuid NOT NULL, attempt integer NOT NULL, event text NOT NULL, pid integer NOT NULL,
+                    at timestamptz NOT NULL DEFAULT clock_timestamp()
+                );
+                GRANT SELECT, INSERT ON job_test_events TO casehug_worker;
+                """)
+            // A poll far beyond the test's wait: an event whose wake-up was lost fails the test.
+            let worker = try WorkerProcess(
+                database: fixture.database, workers: 1, extraArguments: ["--poll-seconds", "3600"],
+                environment: ["JOB_TEST_WEBHOOK_EVENTS": "1"])
+            try Processes.waitFor("the worker to start", timeout: 30) { worker.logText.contains("\"kinds\"") }
+            let seed = SeededGenerator.seed(environment: "WAKE_SEED", default: 0x5745_414B)
+            var random = SeededGenerator(seed: seed)
+            for _ in 0..<40 {
+                let answer = WebhookFixture.status(
+                    fixture.deliver(headers: fixture.headers(ticks: DotNetTicks.from(Date()))))
+                #expect(answer == "accepted", "seed \(seed)")
+                // Gaps from none (the worker still busy with the last event) to past its look and
+                // into its sleep.
+                usleep(UInt32.random(in: 0..<40_000, using: &random))
+            }
+            try Processes.waitFor("every event to be processed (seed \(seed))", timeout: 60) {
+                try fixture.database.admin().execute(
+                    "SELECT count(*)::int8 AS n FROM smokeball_webhook_events WHERE NOT processed"
+                ).single().int("n") == 0
+            }
+            #expect(try fixture.events().count == 40)
+            worker.terminate()
+            try worker.waitForExit()
+        }
+    }
+
+    @Test(
         "a failing event is retried after a growing back-off, then ends failed with its error, counted by status"
     )
     func failingEventRetriesThenFails() throws {

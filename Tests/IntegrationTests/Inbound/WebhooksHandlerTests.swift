@@ -514,17 +514,54 @@ struct WebhookFixture {
         }
     }
 
-    @Test("A stored delivery wakes the workers: the event is announced on the jobs channel once it is committed")
-    func storedDeliveryNotifies() throws {
+    @Test(
+        "A stored delivery wakes a worker that waits for events, once the event is committed, and notifies no one while none waits"
+    )
+    func storedDeliveryWakesWaitingWorkers() throws {
         try WebhookFixture.with { (fixture) throws in
-            try fixture.seed.connection.listen(JobQueue.channel)
+            let listener = fixture.seed.connection
+            try listener.listen(JobQueue.channel)
+            // No worker waits (every one busy, or none running): no notification.
             #expect(
                 WebhookFixture.status(fixture.deliver(headers: fixture.headers(ticks: DotNetTicks.from(Date()))))
                     == "accepted")
-            let notification = try fixture.seed.connection.waitForNotification(timeout: 10)
-            #expect(notification?.channel == JobQueue.channel)
-            // By then the event is there to be claimed.
-            #expect(try fixture.jobs().count == 1)
+            #expect(try listener.waitForNotification(timeout: 0.5) == nil)
+            // A worker waits (it holds the waiters' lock while it looks for work and sleeps).
+            let woken = try JobQueue.waitingForWebhookEvents(listener) {
+                #expect(
+                    WebhookFixture.status(fixture.deliver(headers: fixture.headers(ticks: DotNetTicks.from(Date()))))
+                        == "accepted")
+                let notification = try listener.waitForNotification(timeout: 10)
+                // By then the event is there to be claimed.
+                #expect(try fixture.jobs().count == 2)
+                return notification
+            }
+            #expect(woken?.channel == JobQueue.channel)
+            // The worker stopped waiting: no notification again.
+            #expect(
+                WebhookFixture.status(fixture.deliver(headers: fixture.headers(ticks: DotNetTicks.from(Date()))))
+                    == "accepted")
+            #expect(try listener.waitForNotification(timeout: 0.5) == nil)
+            #expect(try fixture.jobs().count == 3)
+        }
+    }
+
+    @Test("A delivery's outcome, firm and event id go on the request's log line, never its key or signature")
+    func outcomeIsLogged() throws {
+        try WebhookFixture.with { (fixture) throws in
+            let headers = fixture.headers(ticks: DotNetTicks.from(Date()))
+            let accepted = fixture.deliver(headers: headers)
+            let event = try #require(try fixture.events().first)
+            #expect(accepted.logFields["webhook"] as? String == "accepted")
+            #expect(accepted.logFields["firm_id"] as? String == fixture.firm.uuidString.lowercased())
+            #expect(accepted.logFields["event_id"] as? String == (try event.uuid("id")).uuidString.lowercased())
+            #expect(accepted.logFields["event_type"] as? String == "matter.updated")
+            let duplicate = fixture.deliver(headers: headers)
+            #expect(duplicate.logFields["webhook"] as? String == "duplicate")
+            #expect(duplicate.logFields["event_id"] == nil)
+            let logged = try JSONWriter.encode(accepted.logFields.merging(duplicate.logFields) { a, _ in a })
+            let text = String(decoding: logged, as: UTF8.self)
+            for secret in [fixture.key, headers["signature"] ?? "?"] { #expect(!text.contains(secret)) }
         }
     }
 
