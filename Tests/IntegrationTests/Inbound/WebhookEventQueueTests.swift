@@ -135,14 +135,7 @@ import Testing
     @Test("a duplicate delivery through the webhooks route stores one event, processed once")
     func duplicateDeliveryIsProcessedOnce() throws {
         try WebhookFixture.with { fixture in
-            try fixture.database.admin().executeScript(
-                """
-                CREATE TABLE job_test_events (
-                    job_id uuid NOT NULL, attempt integer NOT NULL, event text NOT NULL, pid integer NOT NULL,
-                    at timestamptz NOT NULL DEFAULT clock_timestamp()
-                );
-                GRANT SELECT, INSERT ON job_test_events TO casehug_worker;
-                """)
+            try WorkerProcessTests.createEventsTable(fixture.database)
             let headers = fixture.headers(ticks: DotNetTicks.from(Date()))
             let answers = (0..<2).map { _ in
                 WebhookFixture.status(fixture.deliver(headers: headers))
@@ -172,14 +165,7 @@ import Testing
     )
     func deliveriesNeverWaitForThePoll() throws {
         try WebhookFixture.with { fixture in
-            try fixture.database.admin().executeScript(
-                """
-                CREATE TABLE job_test_events (
-                    job_id uuid NOT NULL, attempt integer NOT NULL, event text NOT NULL, pid integer NOT NULL,
-                    at timestamptz NOT NULL DEFAULT clock_timestamp()
-                );
-                GRANT SELECT, INSERT ON job_test_events TO casehug_worker;
-                """)
+            try WorkerProcessTests.createEventsTable(fixture.database)
             // A poll far beyond the test's wait: an event whose wake-up was lost fails the test.
             let worker = try WorkerProcess(
                 database: fixture.database, workers: 1, extraArguments: ["--poll-seconds", "3600"],

@@ -78,8 +78,11 @@ final class WorkerProcess {
 /// The worker as processes: crash rescue, SIGTERM, and waking on NOTIFY.
 @Suite struct WorkerProcessTests {
     /// The table `test_record` writes its events to (the job id as key).
-    static func createEventsTable(_ fixture: QueueFixture) throws {
-        try fixture.database.admin().executeScript(
+    static func createEventsTable(_ fixture: QueueFixture) throws { try createEventsTable(fixture.database) }
+
+    /// `job_test_events`, where `job-test-worker` records each attempt of its test kinds.
+    static func createEventsTable(_ database: ServiceDatabase) throws {
+        try database.admin().executeScript(
             """
             CREATE TABLE job_test_events (
                 job_id uuid NOT NULL, attempt integer NOT NULL, event text NOT NULL, pid integer NOT NULL,
