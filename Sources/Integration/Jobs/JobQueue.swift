@@ -34,9 +34,9 @@ public struct JobQueue: Sendable {
 
     /// The `app_enqueue_job` call of `enqueue`, its parameters numbered from `$first`, for a
     /// statement that enqueues as part of a larger one (a data-modifying CTE in a pipeline).
-    /// `notify: false` leaves waking the workers to the caller, after its COMMIT
-    /// (`notifyStatement`): PostgreSQL holds a lock from a notifying transaction's commit until
-    /// its WAL flush, which keeps concurrent enqueuers from sharing a flush (migration 040).
+    /// `notify: false` leaves waking the workers to the caller, after its COMMIT (a `pg_notify`
+    /// of `channel`): PostgreSQL holds a lock from a notifying transaction's commit until its WAL
+    /// flush, which keeps concurrent enqueuers from sharing a flush (migration 040).
     public static func enqueueCall(
         from first: Int, kind: String, key: String?, payload: some Encodable, priority: Job.Priority = .automatic,
         runAfter: Date? = nil, maxAttempts: Int = 5, notify: Bool
@@ -49,9 +49,6 @@ public struct JobQueue: Sendable {
             [kind, key, SQLValue.json(json), priority.rawValue, runAfter, maxAttempts, notify]
         )
     }
-
-    /// Wakes the workers, sent after the COMMIT of a transaction that enqueued with `notify: false`.
-    public static var notifyStatement: Statement { Statement("SELECT pg_notify($1, '')", [channel]) }
 
     /// The advisory lock a worker holds, shared, while it waits for webhook events
     /// (`waitingForWebhookEvents`). A constant of this project's: "CHWE" (CaseHug webhook events).
