@@ -98,6 +98,15 @@ public final class Database: @unchecked Sendable {
         }
     }
 
+    /// `pipelinedAutocommit` on a live connection: the statements as one implicit transaction,
+    /// then `after` as another, in one round trip. A writing batch, so not retried (see
+    /// `pipelinedTransaction`).
+    public func pipelinedAutocommit(_ statements: [Statement], after: [Statement] = []) throws -> [QueryResult] {
+        try withConnection(retryingOnce: false) { connection in
+            try connection.pipelinedAutocommit(statements, after: after)
+        }
+    }
+
     /// Reads in one round trip: the statements and one sync form a single implicit
     /// transaction (so `set_config(..., true)` in one statement holds for the next), two
     /// statements cheaper than `pipelinedTransaction` because no BEGIN/COMMIT travel. For

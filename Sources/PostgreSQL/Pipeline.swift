@@ -28,51 +28,86 @@ extension Connection {
     /// type of a cached plan, SQLSTATE 0A000, or the statement is gone, 26000), the session is
     /// marked unusable so its owner replaces it together with its cache (see `Database`).
     public func pipeline(_ statements: [Statement]) throws(DatabaseError) -> [QueryResult] {
+        try pipeline(segments: [statements])[0]
+    }
+
+    /// `pipeline` with a sync after each segment, still one round trip: each segment is an
+    /// implicit transaction of its own, committed at its sync. A failure skips the rest of its
+    /// own segment only; the later segments still run, and the first failure is thrown after
+    /// every answer has been read.
+    public func pipeline(segments: [[Statement]]) throws(DatabaseError) -> [[QueryResult]] {
         try checkProcess()
         // Encoded first: a parameter that cannot be sent stops the batch before anything is.
-        var encoded: [EncodedParameters] = []
-        for statement in statements { encoded.append(try EncodedParameters(statement.parameters)) }
-        var names: [String?] = []
-        for statement in statements { names.append(try preparedName(for: statement)) }
+        var encoded: [[EncodedParameters]] = []
+        for segment in segments {
+            var parameters: [EncodedParameters] = []
+            for statement in segment { parameters.append(try EncodedParameters(statement.parameters)) }
+            encoded.append(parameters)
+        }
+        var names: [[String?]] = []
+        for segment in segments {
+            var segmentNames: [String?] = []
+            for statement in segment { segmentNames.append(try preparedName(for: statement)) }
+            names.append(segmentNames)
+        }
         guard PQenterPipelineMode(handle) == 1 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
         // Leaving pipeline mode fails only while answers are still pending, i.e. when the
         // connection broke part-way; such a session is dropped rather than reused.
         defer { if PQexitPipelineMode(handle) != 1 { isPoisoned = true } }
-        for (index, statement) in statements.enumerated() {
-            let sent = encoded[index].withPointers { count, values, lengths, formats in
-                if let name = names[index] {
-                    PQsendQueryPrepared(handle, name, count, values, lengths, formats, 0)
-                } else {
-                    PQsendQueryParams(handle, statement.sql, count, nil, values, lengths, formats, 0)
+        for (segmentIndex, segment) in segments.enumerated() {
+            for (index, statement) in segment.enumerated() {
+                let sent = encoded[segmentIndex][index].withPointers { count, values, lengths, formats in
+                    if let name = names[segmentIndex][index] {
+                        PQsendQueryPrepared(handle, name, count, values, lengths, formats, 0)
+                    } else {
+                        PQsendQueryParams(handle, statement.sql, count, nil, values, lengths, formats, 0)
+                    }
                 }
+                guard sent == 1 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
             }
-            guard sent == 1 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
+            guard PQpipelineSync(handle) == 1 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
         }
-        guard PQpipelineSync(handle) == 1, PQflush(handle) == 0 else {
-            throw DatabaseError(isConnected ? .query : .connectionLost)
-        }
+        guard PQflush(handle) == 0 else { throw DatabaseError(isConnected ? .query : .connectionLost) }
 
-        var results: [QueryResult] = []
+        var answers: [[QueryResult]] = []
         var failure: DatabaseError?
-        for _ in statements {
-            // Each statement's answer is one result followed by a NULL.
-            guard let result = PQgetResult(handle) else { throw DatabaseError(.connectionLost) }
-            switch PQresultStatus(result) {
-            case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
-                results.append(QueryResult(owning: result))
-            case PGRES_PIPELINE_ABORTED:
-                PQclear(result)
-            default:
-                if failure == nil { failure = Self.error(from: result, connected: isConnected) }
+        var synced = true
+        for segment in segments {
+            var results: [QueryResult] = []
+            for _ in segment {
+                // Each statement's answer is one result followed by a NULL.
+                guard let result = PQgetResult(handle) else { throw failure ?? DatabaseError(.connectionLost) }
+                switch PQresultStatus(result) {
+                case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+                    results.append(QueryResult(owning: result))
+                case PGRES_PIPELINE_ABORTED:
+                    PQclear(result)
+                default:
+                    if failure == nil { failure = Self.error(from: result, connected: isConnected) }
+                    PQclear(result)
+                }
+                while let extra = PQgetResult(handle) { PQclear(extra) }
+                guard isConnected else { throw failure ?? DatabaseError(.connectionLost) }
+            }
+            // The sync point's own result ends the segment. An error before it was raised at the
+            // sync itself (an implicit transaction that failed to commit): the segment failed.
+            var reachedSync = false
+            for _ in 0..<4 where !reachedSync {
+                guard let result = PQgetResult(handle) else {
+                    guard isConnected else { throw failure ?? DatabaseError(.connectionLost) }
+                    continue
+                }
+                switch PQresultStatus(result) {
+                case PGRES_PIPELINE_SYNC: reachedSync = true
+                case PGRES_FATAL_ERROR, PGRES_NONFATAL_ERROR:
+                    if failure == nil { failure = Self.error(from: result, connected: isConnected) }
+                default: break
+                }
                 PQclear(result)
             }
-            while let extra = PQgetResult(handle) { PQclear(extra) }
-            guard isConnected else { throw failure ?? DatabaseError(.connectionLost) }
+            if !reachedSync { synced = false }
+            answers.append(results)
         }
-        // The sync point's own result ends the pipeline.
-        guard let sync = PQgetResult(handle) else { throw failure ?? DatabaseError(.connectionLost) }
-        let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
-        PQclear(sync)
         if let failure {
             if failure.invalidatesPreparedStatements {
                 preparedStatements = [:]
@@ -81,7 +116,7 @@ extension Connection {
             throw failure
         }
         guard synced else { throw DatabaseError(.query) }
-        return results
+        return answers
     }
 
     /// The session's name for `statement`, preparing it on first use. Only code-defined SQL
@@ -101,6 +136,18 @@ extension Connection {
     }
 
     static let preparedStatementLimit = 100
+
+    /// The statements as one implicit transaction, committed at its sync, then `after` as a
+    /// transaction of its own, in one round trip; returns the statements' results. No BEGIN
+    /// and COMMIT travel: two statements fewer for the server than `pipelinedTransaction`, which
+    /// is what a hot path that writes once per request spends them on. `after` runs whether
+    /// or not the statements committed, so it must be harmless either way (a wake-up); its
+    /// results are not returned, and the statements' failure is the one thrown.
+    public func pipelinedAutocommit(
+        _ statements: [Statement], after: [Statement] = []
+    ) throws(DatabaseError) -> [QueryResult] {
+        try pipeline(segments: after.isEmpty ? [statements] : [statements, after])[0]
+    }
 
     /// `BEGIN [READ ONLY]`, the statements and `COMMIT` in one round trip; returns the
     /// statements' results. On any failure the transaction is rolled back before throwing.

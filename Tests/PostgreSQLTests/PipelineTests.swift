@@ -99,6 +99,102 @@ import Testing
         }
     }
 
+    @Test func eachSegmentIsATransactionOfItsOwnAndAFailureStaysInItsSegment() throws {
+        try TestDatabase.with { database in
+            let connection = try Connection(url: database.url)
+            try connection.execute("CREATE TABLE items (id integer PRIMARY KEY)")
+            try connection.execute("INSERT INTO items VALUES (1)")
+            do {
+                _ = try connection.pipeline(segments: [
+                    [Statement("INSERT INTO items VALUES ($1)", [2])],
+                    [Statement("INSERT INTO items VALUES ($1)", [3]), Statement("INSERT INTO items VALUES ($1)", [1])],
+                    [Statement("INSERT INTO items VALUES ($1)", [4])],
+                ])
+                Issue.record("a duplicate key went through")
+            } catch {
+                #expect((error as? DatabaseError)?.isUniqueViolation == true)
+            }
+            // The first and last segments committed; the failed one left nothing, not even 3.
+            let ids = try connection.execute("SELECT id::bigint AS id FROM items ORDER BY id").rows.map {
+                try $0.int("id")
+            }
+            #expect(ids == [1, 2, 4])
+            #expect(try connection.execute("SELECT 5 AS n").single().int("n") == 5)
+        }
+    }
+
+    @Test func anAutocommitBatchCommitsAtItsSyncThenRunsWhatFollows() throws {
+        try TestDatabase.with { database in
+            let shared = database.shared()
+            let other = try Connection(url: database.url)
+            try other.execute("CREATE TABLE items (id integer PRIMARY KEY, firm text)")
+            try other.execute("CREATE TABLE wakes (n integer)")
+            let results = try shared.pipelinedAutocommit(
+                [
+                    Statement("SELECT set_config('app.firm_id', $1, true) AS v", ["firm-c"]),
+                    Statement(
+                        "INSERT INTO items VALUES ($1, current_setting('app.firm_id', true)) RETURNING firm", [1]),
+                ],
+                after: [Statement("INSERT INTO wakes SELECT count(*)::int FROM items")])
+            #expect(results.count == 2)
+            #expect(try results[1].single().string("firm") == "firm-c")
+            // Committed before `after` ran (which saw the row), and visible to another session.
+            #expect(try other.execute("SELECT n FROM wakes").single().int("n") == 1)
+            #expect(try other.execute("SELECT firm FROM items").single().string("firm") == "firm-c")
+            // The setting was local to the first transaction.
+            let setting = try shared.pipelinedRead([
+                Statement("SELECT coalesce(current_setting('app.firm_id', true), '') AS v")
+            ])
+            #expect(try setting[0].single().string("v") == "")
+        }
+    }
+
+    @Test func aFailedAutocommitBatchWritesNothingAndThrowsItsOwnError() throws {
+        try TestDatabase.with { database in
+            let shared = database.shared()
+            let other = try Connection(url: database.url)
+            try other.execute("CREATE TABLE items (id integer PRIMARY KEY)")
+            try other.execute("CREATE TABLE wakes (n integer)")
+            try other.execute("INSERT INTO items VALUES (1)")
+            #expect {
+                _ = try shared.pipelinedAutocommit(
+                    [Statement("INSERT INTO items VALUES ($1)", [2]), Statement("INSERT INTO items VALUES ($1)", [1])],
+                    after: [Statement("INSERT INTO wakes VALUES (1)")])
+            } throws: { error in
+                (error as? DatabaseError)?.isUniqueViolation == true
+            }
+            #expect(try other.execute("SELECT count(*)::int AS n FROM items").single().int("n") == 1)
+            // What follows runs anyway (documented: it must be harmless either way).
+            #expect(try other.execute("SELECT count(*)::int AS n FROM wakes").single().int("n") == 1)
+            #expect(try shared.pipelinedAutocommit([Statement("INSERT INTO items VALUES ($1)", [3])]).count == 1)
+            #expect(try other.execute("SELECT count(*)::int AS n FROM items").single().int("n") == 2)
+        }
+    }
+
+    @Test func aCommitThatFailsAtTheSyncIsThrownAndWritesNothing() throws {
+        try TestDatabase.with { database in
+            let shared = database.shared()
+            let other = try Connection(url: database.url)
+            // A deferred constraint is checked at COMMIT, i.e. while the server handles the sync.
+            try other.execute(
+                "CREATE TABLE items (id integer, CONSTRAINT items_once UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)")
+            try other.execute("CREATE TABLE wakes (n integer)")
+            try other.execute("INSERT INTO items VALUES (1)")
+            #expect {
+                _ = try shared.pipelinedAutocommit(
+                    [Statement("INSERT INTO items VALUES ($1)", [1])],
+                    after: [Statement("INSERT INTO wakes VALUES (1)")])
+            } throws: { error in
+                (error as? DatabaseError)?.isUniqueViolation == true
+            }
+            #expect(try other.execute("SELECT count(*)::int AS n FROM items").single().int("n") == 1)
+            #expect(try other.execute("SELECT count(*)::int AS n FROM wakes").single().int("n") == 1)
+            // The session is still in step: the next batch's answers are its own.
+            let next = try shared.pipelinedAutocommit([Statement("SELECT $1::int AS n", [7])])
+            #expect(try next[0].single().int("n") == 7)
+        }
+    }
+
     @Test func aReadOnlyPipelineRefusesWrites() throws {
         try TestDatabase.with { database in
             let connection = try Connection(url: database.url)

@@ -119,10 +119,11 @@ public struct WebhooksHandler: DatabaseHandler {
                 throw Self.unauthorized
             }
             let sealedKey = connection.keys[delivery.keyIndex].sealed
-            // Stored and committed, then the waiting workers woken, in one round trip.
-            let results = try database.pipelinedTransaction(
+            // Stored and committed (one statement: an implicit transaction, no BEGIN and COMMIT
+            // to send and run), then the waiting workers woken, in one round trip.
+            let results = try database.pipelinedAutocommit(
                 [Self.record(envelope, delivery, sealedKey: sealedKey)],
-                afterCommit: [JobQueue.wakeWebhookEventWorkersStatement])
+                after: [JobQueue.wakeWebhookEventWorkersStatement])
             guard let stored = results[0].first, try stored.uuid("firm_id") == connection.firmID else {
                 // Disconnected (or reconnected by another firm) meanwhile: the insert required
                 // this firm, so nothing was stored.
