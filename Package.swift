@@ -73,7 +73,7 @@ let package = Package(
 
         // What several test targets share: the scratch cluster's throwaway databases, seeded
         // generators for fuzzing.
-        .target(name: "TestSupport", dependencies: ["PostgreSQL"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Basics", "PostgreSQL"], path: "Tests/TestSupport"),
         // A worker with test-only job kinds (blocking, failing, recording), for the queue's process tests.
         .executableTarget(name: "job-test-worker", dependencies: ["Integration"], path: "Tests/JobTestWorker"),
         .testTarget(name: "BasicsTests", dependencies: ["Basics"]),

@@ -1,27 +1,16 @@
+import Basics
 import Foundation
 
-/// SplitMix64: a small seedable generator that gives the same sequence on every machine, so a
-/// fuzz failure names its seed and replays exactly.
-public struct SeededGenerator: RandomNumberGenerator {
-    public private(set) var state: UInt64
+/// The tests' seeded generator is `Basics.SeededGenerator` (SplitMix64), with the helpers fuzz
+/// tests use.
+public typealias SeededGenerator = Basics.SeededGenerator
 
-    public init(seed: UInt64) {
-        state = seed
-    }
-
+extension Basics.SeededGenerator {
     /// The seed from environment variable `name` (decimal, or hexadecimal with 0x), else `fallback`.
     public static func seed(environment name: String, default fallback: UInt64) -> UInt64 {
         guard let text = ProcessInfo.processInfo.environment[name], !text.isEmpty else { return fallback }
         if text.hasPrefix("0x") || text.hasPrefix("0X") { return UInt64(text.dropFirst(2), radix: 16) ?? fallback }
         return UInt64(text) ?? fallback
-    }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
     }
 
     public mutating func pick<T>(_ choices: [T]) -> T { choices[Int.random(in: 0..<choices.count, using: &self)] }

@@ -114,20 +114,27 @@ public struct WebhookSubscriptions: Sendable {
     /// Asks Smokeball for a test event (`noop`) to the subscription and records when, so its
     /// arrival (recorded by `WebhookEventJob`) shows that delivery works end to end. Best effort:
     /// the subscription is in place whether or not this goes through.
+    ///
+    /// The time recorded is the moment before the ask, by the database's clock (which stamps the
+    /// arrival too): the noop can arrive and be processed before Smokeball's answer to the ask
+    /// is back, and an arrival stamped before the recorded ask would read as still waiting.
     func notify(
         _ subscriptionID: String, enter: (Connection) throws -> UUID, client: SmokeballClient, access: SmokeballAccess,
         lane: SmokeballLane
     ) {
-        guard (try? client.notifyWebhookSubscription(id: subscriptionID, access: access, lane: lane)) != nil else {
-            return
-        }
+        guard
+            let askedAt = try? database.transaction({ connection in
+                try connection.execute("SELECT clock_timestamp() AS now").single().date("now")
+            }),
+            (try? client.notifyWebhookSubscription(id: subscriptionID, access: access, lane: lane)) != nil
+        else { return }
         _ = try? database.transaction { connection in
             _ = try enter(connection)
             try connection.execute(
                 """
-                UPDATE firm_integrations SET webhook_noop_sent_at = now()
+                UPDATE firm_integrations SET webhook_noop_sent_at = $1
                 WHERE firm_id = app_current_firm() AND platform = 'smokeball'
-                """)
+                """, [askedAt])
         }
     }
 

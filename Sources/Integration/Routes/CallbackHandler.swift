@@ -95,8 +95,8 @@ public struct CallbackHandler: DatabaseHandler {
     func back(_ parameters: [(String, String)], error: Bool = false) -> Response {
         let query = [("smokeball", error ? "error" : "connected")] + parameters
         let url = redirects.returnURL + (redirects.returnURL.contains("?") ? "&" : "?") + FormURLEncoding.encode(query)
-        var response = Response.redirect(to: url)
-        response.headers += [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")]
+        var response = Response.redirect(to: url)  // `Cache-Control: no-store` included
+        response.headers.append(("Referrer-Policy", "no-referrer"))
         return response
     }
 

@@ -6,7 +6,8 @@ import PostgreSQL
 
 /// Webhook controls for tests and demos (loopback only, behind `SandboxAdmin`):
 ///
-///     POST /_sandbox/webhooks/knobs       {client_id, duplicate?: bool, shuffle?: bool} → the client's knobs
+///     POST /_sandbox/webhooks/knobs       {client_id, duplicate?: bool, shuffle?: bool, shuffle_seed?: int}
+///                                         → the client's knobs (a seeded shuffle replays its order)
 ///     GET  /_sandbox/webhooks/knobs?client_id=..
 ///     GET  /_sandbox/webhooks/deliveries?client_id=..   every delivery (status, attempts, url, event type)
 ///     POST /_sandbox/webhooks/deliver                   one dispatcher pass, now → what it did
@@ -39,17 +40,23 @@ struct WebhooksAdmin: SandboxAdminExtension {
         }
         let duplicate = try flag("duplicate")
         let shuffle = try flag("shuffle")
+        // Up to 2^53 - 1: JSON numbers arrive as doubles.
+        let seed: Int64? =
+            body["shuffle_seed"] == nil || body["shuffle_seed"] is NSNull
+            ? nil : Int64(try SandboxAdmin.integer(body, "shuffle_seed", default: 0, range: 0...9_007_199_254_740_991))
         let row = try database.withConnection { connection in
             guard
                 try connection.execute("SELECT 1 FROM sb_clients WHERE client_id = $1", [clientID]).rowCount == 1
             else { throw SandboxFailure.problem(.notFound, "Not Found", "No such client") }
             return try connection.execute(
                 """
-                INSERT INTO sb_webhook_knobs (client_id, duplicate, shuffle) VALUES ($1, coalesce($2, false), coalesce($3, false))
+                INSERT INTO sb_webhook_knobs (client_id, duplicate, shuffle, shuffle_seed)
+                VALUES ($1, coalesce($2, false), coalesce($3, false), $4)
                 ON CONFLICT (client_id) DO UPDATE SET duplicate = coalesce($2, sb_webhook_knobs.duplicate),
-                    shuffle = coalesce($3, sb_webhook_knobs.shuffle), updated_at = clock_timestamp()
-                RETURNING client_id, duplicate, shuffle
-                """, [clientID, duplicate, shuffle]
+                    shuffle = coalesce($3, sb_webhook_knobs.shuffle),
+                    shuffle_seed = coalesce($4, sb_webhook_knobs.shuffle_seed), updated_at = clock_timestamp()
+                RETURNING client_id, duplicate, shuffle, shuffle_seed
+                """, [clientID, duplicate, shuffle, seed]
             ).single()
         }
         return Response.json(try Self.knobs(row))
@@ -58,7 +65,7 @@ struct WebhooksAdmin: SandboxAdminExtension {
     static func knobs(_ row: Row) throws -> [String: Any] {
         [
             "client_id": try row.string("client_id"), "duplicate": try row.bool("duplicate"),
-            "shuffle": try row.bool("shuffle"),
+            "shuffle": try row.bool("shuffle"), "shuffle_seed": try row.optionalInt("shuffle_seed") ?? NSNull(),
         ]
     }
 
@@ -68,10 +75,15 @@ struct WebhooksAdmin: SandboxAdminExtension {
         }
         let row = try database.withConnection {
             try $0.execute(
-                "SELECT client_id, duplicate, shuffle FROM sb_webhook_knobs WHERE client_id = $1", [clientID]
+                "SELECT client_id, duplicate, shuffle, shuffle_seed FROM sb_webhook_knobs WHERE client_id = $1",
+                [clientID]
             ).first
         }
-        guard let row else { return Response.json(["client_id": clientID, "duplicate": false, "shuffle": false]) }
+        guard let row else {
+            return Response.json([
+                "client_id": clientID, "duplicate": false, "shuffle": false, "shuffle_seed": NSNull(),
+            ])
+        }
         return Response.json(try Self.knobs(row))
     }
 

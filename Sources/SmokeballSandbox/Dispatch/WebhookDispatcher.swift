@@ -152,6 +152,8 @@ public enum WebhookDispatcher {
         let key: String?
         let duplicate: Bool
         let shuffle: Bool
+        /// The shuffle knob's seed, when the partner set one (its shuffles replay).
+        var shuffleSeed: UInt64? = nil
     }
 
     /// Claims the due deliveries (oldest first) by counting the attempt and moving
@@ -173,7 +175,7 @@ public enum WebhookDispatcher {
             SELECT c.id, c.attempts, c.request_id, c.client_id, c.account_id, c.subscription_id, e.type, e.source,
                    e.user_id,
                    e.payload, e.created_at AS event_at, s.url, s.key,
-                   coalesce(k.duplicate, false) AS duplicate, coalesce(k.shuffle, false) AS shuffle
+                   coalesce(k.duplicate, false) AS duplicate, coalesce(k.shuffle, false) AS shuffle, k.shuffle_seed
             FROM claimed c
             JOIN sb_events e ON e.id = c.event_id
             LEFT JOIN sb_webhook_subscriptions s ON s.id = c.subscription_id
@@ -189,16 +191,28 @@ public enum WebhookDispatcher {
                 eventType: try row.string("type"),
                 source: try row.string("source"), payload: try row.json("payload"), eventAt: try row.date("event_at"),
                 url: try row.optionalString("url"), key: try row.optionalString("key"),
-                duplicate: try row.bool("duplicate"), shuffle: try row.bool("shuffle"))
+                duplicate: try row.bool("duplicate"), shuffle: try row.bool("shuffle"),
+                shuffleSeed: try row.optionalInt("shuffle_seed").map { UInt64(bitPattern: $0) })
         }
     }
 
     /// The batch in sending order: as claimed, except that the deliveries of partners with the
-    /// shuffle knob trade places among themselves at random.
+    /// shuffle knob trade places among themselves at random. When the first of them has a seed,
+    /// the seed and that delivery's id draw the order, so the same deliveries claimed again (a
+    /// test replayed on a fresh sandbox) go out in the same order (sandbox migration 018).
     static func order(_ batch: [Claimed]) -> [Claimed] {
         var result = batch
         let slots = batch.indices.filter { batch[$0].shuffle }
-        for (slot, delivery) in zip(slots, slots.map { batch[$0] }.shuffled()) { result[slot] = delivery }
+        guard let first = slots.first else { return batch }
+        let moving = slots.map { batch[$0] }
+        let shuffled: [Claimed]
+        if let seed = batch[first].shuffleSeed {
+            var generator = SeededGenerator(seed: seed ^ UInt64(bitPattern: batch[first].id))
+            shuffled = moving.shuffled(using: &generator)
+        } else {
+            shuffled = moving.shuffled()
+        }
+        for (slot, delivery) in zip(slots, shuffled) { result[slot] = delivery }
         return result
     }
 

@@ -148,6 +148,8 @@ import Testing
                     "POST", "/_sandbox/webhooks/knobs",
                     body: SmokeballSandbox.json([
                         "client_id": SmokeballSandbox.clientID, "duplicate": true, "shuffle": true,
+                        // The run's seed orders the shuffled batches too: a failure replays whole.
+                        "shuffle_seed": Int(seed % (1 << 53)),
                     ]),
                     contentType: "application/json", base: sandbox.url)
                 try #require(knobs.status == 200)
@@ -259,7 +261,7 @@ import Testing
     )
     func duplicatesAndShuffleConverge() throws {
         let seed = SeededGenerator.seed(environment: "DELIVERY_ORDER_SEED", default: 0x5EED_0013)
-        print("DELIVERY_ORDER_SEED=\(seed) replays this run's sequence of changes")
+        print("DELIVERY_ORDER_SEED=\(seed) replays this run's sequence of changes and its shuffled delivery order")
         let inOrder = try Self.run(nil, seed: seed, duplicateAndShuffle: false)
         let knobs = try Self.run(nil, seed: seed, duplicateAndShuffle: true)
         print("in order (\(inOrder.arrivals.count) events): \(inOrder.arrivals.map { $0.prefix(20) })")

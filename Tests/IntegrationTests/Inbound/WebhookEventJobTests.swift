@@ -356,6 +356,13 @@ struct WebhookEventJobTests {
             #expect(try before.isNull("webhook_last_noop_at"))
             let noops = try rig.events(after: 0, types: ["noop"])
             try #require(noops.count == 1)
+            // The ask is recorded as of before it was made, so not after the sandbox created the
+            // event (which it did before answering): an arrival processed before the answer
+            // came back still counts as an answer to this ask.
+            let created = try Connection(url: rig.flow.sandbox.store.url).execute(
+                "SELECT created_at FROM sb_events WHERE id = $1", [noops[0].id]
+            ).single().date("created_at")
+            #expect(try before.date("webhook_noop_sent_at") <= created)
             let id = try rig.store(noops[0])
             #expect(try rig.processAll() == 1)
             #expect(try rig.eventStatus(id) == "applied")

@@ -363,6 +363,8 @@ import Testing
                 #expect(location.hasPrefix(ConnectionFlow.redirects.returnURL + "?"))
                 #expect(!location.contains("evil"))
                 #expect(response.header("Referrer-Policy") == "no-referrer")
+                // Once: the redirect carries it already (the callback used to add it again).
+                #expect(response.headers.filter { $0.0 == "Cache-Control" }.map(\.1) == ["no-store"])
             }
             let post = respond(
                 to: ConnectionFlow.request("POST", route: "callback"), with: flow.callback,
