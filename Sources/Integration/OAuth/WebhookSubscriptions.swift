@@ -123,9 +123,8 @@ public struct WebhookSubscriptions: Sendable {
         lane: SmokeballLane
     ) {
         guard
-            let askedAt = try? database.transaction({ connection in
-                try connection.execute("SELECT clock_timestamp() AS now").single().date("now")
-            }),
+            let askedAt = try? database.pipelinedRead([Statement("SELECT clock_timestamp() AS now")])[0].single()
+                .date("now"),
             (try? client.notifyWebhookSubscription(id: subscriptionID, access: access, lane: lane)) != nil
         else { return }
         _ = try? database.transaction { connection in
